@@ -1,0 +1,21 @@
+"""evojax_cma: evolution strategies in JAX, with CMA-ES as pycma defines it."""
+
+from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
+from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
+from evojax_cma.core.types import Strategy
+from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STOP_NAMES",
+    "CMAParams",
+    "CMAState",
+    "StopOptions",
+    "Strategy",
+    "centered_ranks",
+    "cma_es",
+    "rank_order",
+    "ranks",
+    "stop_reasons",
+]

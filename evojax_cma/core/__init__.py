@@ -1,0 +1,1 @@
+"""Interface types, fitness shaping, termination criteria and shared numerics."""

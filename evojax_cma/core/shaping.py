@@ -1,0 +1,124 @@
+r"""Fitness shaping: ranking with a rule for non-finite values, and CMA weights.
+
+Non-finite fitness rule
+-----------------------
+A fitness value that is not finite (NaN, :math:`+\infty` or :math:`-\infty`) is ranked
+worse than every finite value, whatever its sign; among themselves, non-finite values keep
+the order of their indices. Ranking is stable: tied values keep the order of their indices,
+so every rank position receives exactly one weight and ties never change the sum of the
+weights. A strategy only sees ranks, so a non-finite fitness can never reach the mean, step
+size or covariance matrix as a number. (pycma instead replaces NaN by the median of the
+finite values and uses infinities as they are.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+
+def effective_fitness(fitness: Array) -> Array:
+    """Map non-finite fitness values to ``+inf`` so that they sort last."""
+    return jnp.where(jnp.isfinite(fitness), fitness, jnp.inf)
+
+
+def rank_order(fitness: Array) -> tuple[Array, Array]:
+    """Return the indices that sort `fitness` best first, and the sorted effective values.
+
+    Args:
+      fitness: ``(popsize,)`` values to minimise.
+
+    Returns:
+      ``(order, sorted_fitness)``: ``fitness[order]`` is non-decreasing with every
+      non-finite value last (see the module docstring); ``sorted_fitness`` holds those
+      values with non-finite ones replaced by ``+inf``.
+    """
+    eff = effective_fitness(fitness)
+    order = jnp.argsort(eff, stable=True)
+    return order, eff[order]
+
+
+def ranks(fitness: Array) -> Array:
+    """Rank of each entry, 0 for the best, with the non-finite rule and stable ties."""
+    order, _ = rank_order(fitness)
+    return jnp.zeros(order.shape, order.dtype).at[order].set(
+        jnp.arange(order.shape[0], dtype=order.dtype)
+    )
+
+
+def centered_ranks(fitness: Array) -> Array:
+    """Ranks mapped linearly onto ``[-0.5, 0.5]``, best (lowest fitness) at ``-0.5``.
+
+    This is the shaping of Salimans et al. (2017), written for minimisation.
+    """
+    n = fitness.shape[0]
+    r = ranks(fitness).astype(jnp.result_type(float))
+    return r / (n - 1) - 0.5
+
+
+def cma_raw_weights(popsize: int) -> np.ndarray:
+    r"""Hansen's raw weights :math:`w'_i = \ln\frac{\lambda+1}{2} - \ln i` (tutorial Eq. 49).
+
+    Positive weights are normalised to sum to one and negative weights to sum to minus one,
+    as pycma's ``RecombinationWeights`` does before finalisation.
+    """
+    i = np.arange(1, popsize + 1, dtype=np.float64)
+    w = np.log((popsize + 1) / 2.0) - np.log(i)
+    pos, neg = w > 0, w < 0
+    w[pos] /= w[pos].sum()
+    if neg.any():
+        w[neg] /= -w[neg].sum()
+    return w
+
+
+def mueff_of(weights: np.ndarray) -> float:
+    """Variance-effective selection mass of the positive weights."""
+    wp = weights[weights > 0]
+    return float(wp.sum() ** 2 / (wp**2).sum())
+
+
+def finalize_negative_weights(
+    weights: np.ndarray, num_dims: int, c1: float, c_mu: float
+) -> np.ndarray:
+    r"""Scale the negative weights as in the tutorial's Eqs. (50)-(53).
+
+    The negative weights (already summing to -1) are multiplied by
+    :math:`\min(\alpha_\mu^-, \alpha_{\mu_{\rm eff}}^-, \alpha_{\rm posdef}^-)` with
+    :math:`\alpha_\mu^- = 1 + c_1/c_\mu`,
+    :math:`\alpha_{\mu_{\rm eff}}^- = 1 + 2\mu_{\rm eff}^-/(\mu_{\rm eff}+2)` and
+    :math:`\alpha_{\rm posdef}^- = (1-c_1-c_\mu)/(n c_\mu)`; pycma's
+    ``finalize_negative_weights`` applies the same three limits one after another.
+    """
+    w = np.array(weights, dtype=np.float64)
+    neg = w < 0
+    if not neg.any() or c_mu <= 0:
+        return w
+    mueff = mueff_of(w)
+    wn = w[neg]
+    mueff_minus = wn.sum() ** 2 / (wn**2).sum()
+    alpha = min(
+        1.0 + c1 / c_mu,
+        1.0 + 2.0 * mueff_minus / (mueff + 2.0),
+        (1.0 - c1 - c_mu) / (num_dims * c_mu),
+    )
+    w[neg] *= alpha / -wn.sum()
+    return w
+
+
+def expected_norm(num_dims: int, exact: bool = True) -> float:
+    r"""E‖N(0, I_n)‖ = :math:`\sqrt{2}\,\Gamma(\frac{n+1}{2})/\Gamma(\frac{n}{2})`.
+
+    With ``exact=False``, the tutorial's approximation
+    :math:`\sqrt{n}(1 - \frac{1}{4n} + \frac{1}{21 n^2})`. For ``exact=True`` and
+    ``n > 100`` pycma's series :math:`\sqrt{n}(1 - \frac{1}{4n} + \frac{1}{32 n^2})` is used,
+    which is within 5e-5 relative of the exact value there.
+    """
+    n = num_dims
+    if not exact:
+        return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
+    if n > 100:
+        return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (32.0 * n * n))
+    return math.sqrt(2.0) * math.exp(math.lgamma((n + 1) / 2.0) - math.lgamma(n / 2.0))

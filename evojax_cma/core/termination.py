@@ -1,0 +1,274 @@
+r"""Termination criteria with pycma's names, defaults and formulas, as jittable predicates.
+
+`StopOptions` holds the thresholds (a pytree of arrays: it can be vmapped like params);
+`FitnessHistory` is the bookkeeping a strategy updates in ``tell``; `stop_flags` returns
+one boolean per criterion, in the order of `STOP_NAMES`. Setting a threshold to 0 turns
+``tolupsigma``, ``tolstagnation`` and ``tolconditioncov`` off, as in pycma; ``ftarget``
+(-inf), ``maxfevals`` (inf) and the ``tol*`` values (0) can be moved out of reach.
+
+The formulas, read off pycma 4.5 ``_CMAStopDict._update`` (``n`` dimensions,
+``λ`` popsize, ``f`` the sorted fitness of the last generation):
+
+========================  ==============================================================
+``ftarget``               best f ever <= ftarget
+``maxfevals``             evaluations > maxfevals
+``maxiter``               iterations >= maxiter; default ``100 + 150 (n+3)^2 // sqrt(λ)``
+``tolfun``                range of f and of the recent best-f history < tolfun (1e-11)
+``tolfunhist``            more than 9 entries and range of recent best f < tolfunhist
+``tolflatfitness``        ``f[0] == f[int(0.75 λ)]`` in more than tolflatfitness (1)
+                          consecutive iterations
+``tolstagnation``         no improvement of the medians of best and median f over two
+                          windows; default ``int(100 + 100 n^1.5 / λ)``
+``tolx``                  ``σ sqrt(C_ii) < tolx`` and ``σ |p_c,i| < tolx`` for all i
+``tolfacupx``             ``σ sqrt(C_ii) > σ0 * tolfacupx`` for some i (1e3)
+``tolupsigma``            ``σ / max(D) > σ0 * tolupsigma`` (1e20)
+``tolconditioncov``       ``max(D) > sqrt(tolconditioncov) * min(D)`` (1e14)
+``noeffectaxis``          adding ``0.1 σ D_i B_i`` leaves the mean unchanged, i = t mod n
+``noeffectcoord``         adding ``0.2 σ sqrt(C_ii)`` leaves some coordinate unchanged
+========================  ==============================================================
+
+Differences from pycma, all deliberate: ``tolx`` compares ``|p_c|`` (pycma compares the
+signed path, so negative components always pass); the best-f history of ``tolfun`` holds
+``floor(10 + 30 n / λ)`` entries as in pycma, but the ``tolstagnation`` windows keep the
+length ``tolstagnation / 10`` fixed, where pycma lets them grow to a tenth of the whole run
+once the run is longer than ``tolstagnation`` iterations (a growing window needs unbounded
+memory); the flat-fitness counter is advanced in ``tell`` rather than in ``stop()``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from evojax_cma.core.validation import check_options
+
+STOP_NAMES: tuple[str, ...] = (
+    "ftarget",
+    "maxfevals",
+    "maxiter",
+    "tolfun",
+    "tolfunhist",
+    "tolflatfitness",
+    "tolstagnation",
+    "tolx",
+    "tolfacupx",
+    "tolupsigma",
+    "tolconditioncov",
+    "noeffectaxis",
+    "noeffectcoord",
+)
+"""Names of the criteria, in the order of the flags returned by `stop_flags`."""
+
+
+class StopOptions(NamedTuple):
+    """Thresholds of the termination criteria (pycma's option names and meanings)."""
+
+    ftarget: Array
+    maxfevals: Array
+    maxiter: Array
+    tolfun: Array
+    tolfunhist: Array
+    tolflatfitness: Array
+    tolstagnation: Array
+    tolx: Array
+    tolfacupx: Array
+    tolupsigma: Array
+    tolconditioncov: Array
+    noeffectaxis: Array
+    noeffectcoord: Array
+
+
+def default_tolstagnation(num_dims: int, popsize: int) -> int:
+    """pycma's default ``int(100 + 100 * n**1.5 / popsize)``."""
+    return int(100 + 100 * num_dims**1.5 / popsize)
+
+
+def default_stop_options(num_dims: int, popsize: int) -> dict[str, float]:
+    """pycma 4.5's default thresholds for dimension `num_dims` and `popsize`."""
+    return dict(
+        ftarget=-math.inf,
+        maxfevals=math.inf,
+        maxiter=float(100 + 150 * (num_dims + 3) ** 2 // popsize**0.5),
+        tolfun=1e-11,
+        tolfunhist=1e-12,
+        tolflatfitness=1.0,
+        tolstagnation=float(default_tolstagnation(num_dims, popsize)),
+        tolx=1e-11,
+        tolfacupx=1e3,
+        tolupsigma=1e20,
+        tolconditioncov=1e14,
+        noeffectaxis=True,
+        noeffectcoord=True,
+    )
+
+
+def make_stop_options(
+    num_dims: int, popsize: int, dtype: Any = None, **overrides: Any
+) -> StopOptions:
+    """Build `StopOptions` from pycma's defaults and `overrides` (pycma names).
+
+    Raises:
+      TypeError: for an option name that is not one of `STOP_NAMES`.
+    """
+    check_options("termination option(s)", overrides, frozenset(STOP_NAMES))
+    values = default_stop_options(num_dims, popsize)
+    values.update(overrides)
+    dtype = dtype or jnp.result_type(float)
+    fields = {}
+    for name in STOP_NAMES:
+        if name.startswith("noeffect"):
+            fields[name] = jnp.asarray(values[name], dtype=bool)
+        else:
+            fields[name] = jnp.asarray(values[name], dtype=dtype)
+    return StopOptions(**fields)
+
+
+class FitnessHistory(NamedTuple):
+    """Bookkeeping of fitness values that the fitness-based criteria read."""
+
+    recent_best: Array  # (H,) ring buffer: best f of the last H iterations
+    last_range: Array  # f[-1] - f[0] of the last iteration
+    flat_count: Array  # consecutive iterations with flat fitness
+    best_5: Array  # (S,) ring buffer: best f every 5th iteration
+    median_5: Array  # (S,) ring buffer: median f every 5th iteration
+    num_5: Array  # entries ever written to best_5 / median_5
+
+
+def history_sizes(num_dims: int, popsize: int) -> tuple[int, int]:
+    """Capacities ``(H, S)`` of the two ring buffers of `FitnessHistory`."""
+    recent = int(10 + 30 * num_dims / popsize)
+    window = default_tolstagnation(num_dims, popsize) // 10
+    return recent, 2 * window
+
+
+def init_history(num_dims: int, popsize: int, dtype: Any) -> FitnessHistory:
+    """Empty history (``+inf`` marks unused entries)."""
+    recent, stag = history_sizes(num_dims, popsize)
+    return FitnessHistory(
+        recent_best=jnp.full((recent,), jnp.inf, dtype),
+        last_range=jnp.asarray(jnp.inf, dtype),
+        flat_count=jnp.asarray(0, jnp.int32),
+        best_5=jnp.full((stag,), jnp.inf, dtype),
+        median_5=jnp.full((stag,), jnp.inf, dtype),
+        num_5=jnp.asarray(0, jnp.int32),
+    )
+
+
+def update_history(hist: FitnessHistory, sorted_f: Array, iteration: Array) -> FitnessHistory:
+    """Record the sorted (effective) fitness of iteration `iteration` (1-based)."""
+    lam = sorted_f.shape[0]
+    h = hist.recent_best.shape[0]
+    recent = hist.recent_best.at[(iteration - 1) % h].set(sorted_f[0])
+    i = lam // 2
+    median = sorted_f[i] if lam % 2 else 0.5 * (sorted_f[i - 1] + sorted_f[i])
+    flat = ~(sorted_f[0] < sorted_f[int(0.75 * lam)])
+    flat_count = jnp.where(flat, hist.flat_count + 1, 0)
+    s = hist.best_5.shape[0]
+    record = (iteration % 5 == 0) & (s > 0)
+    slot = hist.num_5 % max(s, 1)
+    best_5 = jnp.where(record, hist.best_5.at[slot].set(sorted_f[0]), hist.best_5)
+    median_5 = jnp.where(record, hist.median_5.at[slot].set(median), hist.median_5)
+    return FitnessHistory(
+        recent_best=recent,
+        last_range=sorted_f[-1] - sorted_f[0],
+        flat_count=flat_count.astype(jnp.int32),
+        best_5=best_5,
+        median_5=median_5,
+        num_5=hist.num_5 + record.astype(jnp.int32),
+    )
+
+
+def _range(x: Array, valid: Array) -> Array:
+    return jnp.max(jnp.where(valid, x, -jnp.inf)) - jnp.min(jnp.where(valid, x, jnp.inf))
+
+
+def _window_medians(buf: Array, num: Array, window: Array) -> tuple[Array, Array]:
+    """Medians of the newest `window` entries and of the `window` entries before them."""
+    s = buf.shape[0]
+    age = (num - 1 - jnp.arange(s)) % s  # 0 for the newest entry
+    newest = jnp.where(age < window, buf, jnp.nan)
+    older = jnp.where((age >= window) & (age < 2 * window), buf, jnp.nan)
+    return jnp.nanmedian(newest), jnp.nanmedian(older)
+
+
+class DistributionSummary(NamedTuple):
+    """What the distribution-based criteria read from a Gaussian strategy's state."""
+
+    mean: Array
+    sigma: Array
+    sigma0: Array
+    stds: Array  # sqrt(diag C), without sigma
+    p_c: Array
+    B: Array  # (n, n) eigenvectors as columns, or None-like for diagonal models
+    D: Array  # (n,) ascending axis lengths
+
+
+def stop_flags(
+    opts: StopOptions,
+    hist: FitnessHistory,
+    dist: DistributionSummary,
+    *,
+    iteration: Array,
+    evals: Array,
+    best_f: Array,
+    best_evals: Array,
+    popsize: int,
+) -> Array:
+    """One boolean per criterion of `STOP_NAMES`; pure and jittable."""
+    n = dist.mean.shape[0]
+    dtype = dist.mean.dtype
+    it = iteration.astype(dtype)
+    h = hist.recent_best.shape[0]
+    n_recent = jnp.minimum(iteration, h)
+    hist_range = _range(hist.recent_best, jnp.arange(h) < n_recent)
+
+    s = hist.best_5.shape[0]
+    if s >= 2:
+        window = jnp.clip(jnp.floor(opts.tolstagnation / 10.0), 1, s // 2).astype(jnp.int32)
+        med_new, med_old = _window_medians(hist.median_5, hist.num_5, window)
+        best_new, best_old = _window_medians(hist.best_5, hist.num_5, window)
+        stagnation = (
+            (opts.tolstagnation > 0)
+            & (it > n * (5 + 100 / popsize))
+            & ((evals - best_evals).astype(dtype) / popsize > opts.tolstagnation / 2)
+            & (hist.num_5 > 100)
+            & (2 * window < hist.num_5)
+            & (med_new >= med_old)
+            & (best_new >= best_old)
+        )
+    else:
+        stagnation = jnp.asarray(False)
+
+    scaled_stds = dist.sigma * dist.stds
+    axis = iteration % n
+    axis_step = 0.1 * dist.sigma * dist.D[axis] * dist.B[:, axis]
+    flags = dict(
+        ftarget=best_f <= opts.ftarget,
+        maxfevals=evals.astype(dtype) > opts.maxfevals,
+        maxiter=it >= opts.maxiter,
+        tolfun=(hist.last_range < opts.tolfun) & (hist_range < opts.tolfun),
+        tolfunhist=(n_recent > 9) & (hist_range < opts.tolfunhist),
+        tolflatfitness=hist.flat_count.astype(dtype) > opts.tolflatfitness,
+        tolstagnation=stagnation,
+        tolx=jnp.all(scaled_stds < opts.tolx) & jnp.all(dist.sigma * jnp.abs(dist.p_c) < opts.tolx),
+        tolfacupx=jnp.any(scaled_stds > dist.sigma0 * opts.tolfacupx),
+        tolupsigma=(opts.tolupsigma > 0)
+        & (dist.sigma / jnp.max(dist.D) > dist.sigma0 * opts.tolupsigma),
+        tolconditioncov=(opts.tolconditioncov > 0)
+        & (dist.D[-1] > jnp.sqrt(opts.tolconditioncov) * dist.D[0]),
+        noeffectaxis=opts.noeffectaxis & jnp.all(dist.mean == dist.mean + axis_step),
+        noeffectcoord=opts.noeffectcoord & jnp.any(dist.mean == dist.mean + 0.2 * scaled_stds),
+    )
+    return jnp.stack([jnp.asarray(flags[name], bool) for name in STOP_NAMES])
+
+
+def stop_reasons(flags: Any) -> list[str]:
+    """Names of the criteria set in `flags` (host-side helper; accepts a batch)."""
+    flags = np.asarray(flags)
+    if flags.ndim > 1:
+        return [stop_reasons(f) for f in flags]  # type: ignore[return-value]
+    return [name for name, on in zip(STOP_NAMES, flags, strict=True) if on]

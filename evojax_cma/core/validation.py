@@ -1,0 +1,67 @@
+"""Checks of user input that run on the host, before anything is traced.
+
+Each check raises a `TypeError` or `ValueError` that names the argument and what was
+expected. Values that are JAX tracers (inside `jit` or `vmap`) can only be checked for
+shape and dtype; their values are checked where they are concrete.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(value: Any) -> bool:
+    """True when `value` holds data on the host or device, not a tracer."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return `value` as an int, requiring an integral value ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_vector(name: str, value: Any, length: int) -> None:
+    """Require a real vector of shape ``(length,)`` with finite entries where concrete."""
+    shape = np.shape(value)
+    if shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got shape {shape}")
+    dtype = getattr(value, "dtype", np.asarray(value).dtype if is_concrete(value) else None)
+    if dtype is not None and not np.issubdtype(np.dtype(dtype), np.number):
+        raise TypeError(f"{name} must be numeric, got dtype {dtype}")
+    if dtype is not None and np.issubdtype(np.dtype(dtype), np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {dtype}")
+    if is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
+        raise ValueError(f"{name} must be finite, got {np.asarray(value)}")
+
+
+def check_positive_scalar(name: str, value: Any) -> None:
+    """Require a finite scalar > 0 (checked where concrete; shape always)."""
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
+    if is_concrete(value):
+        v = float(np.asarray(value))
+        if not np.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be finite and > 0, got {v}")
+
+
+def check_population(name: str, value: Any, shape: tuple[int, ...]) -> None:
+    """Require an array of exactly `shape`."""
+    if np.shape(value) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got shape {np.shape(value)}")
+
+
+def check_options(name: str, given: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    """Raise a `TypeError` for option names outside `allowed`."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"unknown {name} {unknown}; valid names are {sorted(allowed)}"
+        )

@@ -1,0 +1,66 @@
+"""Test functions of Hansen's testing procedure (as in pycma's ``cma.ff``), in JAX.
+
+Each takes one point ``x`` of shape ``(n,)`` and returns a scalar; ``jax.vmap`` evaluates a
+population. All have their minimum 0 at the origin except `rosenbrock` (at ones) and
+`linear` (unbounded below).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array
+
+
+def sphere(x: Array) -> Array:
+    """Sum of squares."""
+    return jnp.sum(x**2)
+
+
+def _axis_scales(n: int, dtype) -> Array:
+    return jnp.arange(n, dtype=dtype) / max(n - 1, 1)
+
+
+def ellipsoid(x: Array, cond: float = 1e6) -> Array:
+    """``sum cond**(i/(n-1)) x_i**2`` (pycma's ``elli``)."""
+    return jnp.sum(cond ** _axis_scales(x.shape[0], x.dtype) * x**2)
+
+
+def cigar(x: Array, cond: float = 1e6) -> Array:
+    """``x_0**2 + cond * sum_{i>0} x_i**2``."""
+    return x[0] ** 2 + cond * jnp.sum(x[1:] ** 2)
+
+
+def tablet(x: Array, cond: float = 1e6) -> Array:
+    """``cond * x_0**2 + sum_{i>0} x_i**2``."""
+    return cond * x[0] ** 2 + jnp.sum(x[1:] ** 2)
+
+
+def rosenbrock(x: Array) -> Array:
+    """``sum 100 (x_i**2 - x_{i+1})**2 + (x_i - 1)**2``; minimum 0 at ones."""
+    return jnp.sum(100.0 * (x[:-1] ** 2 - x[1:]) ** 2 + (x[:-1] - 1.0) ** 2)
+
+
+def diffpow(x: Array) -> Array:
+    """Sum of different powers, ``sum |x_i|**(2 + 10 i/(n-1))``."""
+    return jnp.sum(jnp.abs(x) ** (2.0 + 10.0 * _axis_scales(x.shape[0], x.dtype)))
+
+
+def linear(x: Array) -> Array:
+    """``-x_0``: unbounded below; CMA-ES must keep increasing the step size."""
+    return -x[0]
+
+
+def rastrigin(x: Array) -> Array:
+    """``10 n + sum x_i**2 - 10 cos(2 pi x_i)``."""
+    return 10.0 * x.shape[0] + jnp.sum(x**2 - 10.0 * jnp.cos(2.0 * jnp.pi * x))
+
+
+HANSEN_SUITE = {
+    "sphere": sphere,
+    "ellipsoid": ellipsoid,
+    "cigar": cigar,
+    "tablet": tablet,
+    "rosenbrock": rosenbrock,
+    "diffpow": diffpow,
+}
+"""The functions of Hansen's testing procedure, in his order."""
