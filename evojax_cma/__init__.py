@@ -3,6 +3,7 @@
 from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
 from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
+from evojax_cma.run import FminResult, RunResult, fmin, minimize
 from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
 
 __version__ = "0.1.0"
@@ -11,10 +12,14 @@ __all__ = [
     "STOP_NAMES",
     "CMAParams",
     "CMAState",
+    "FminResult",
+    "RunResult",
     "StopOptions",
     "Strategy",
     "centered_ranks",
     "cma_es",
+    "fmin",
+    "minimize",
     "rank_order",
     "ranks",
     "stop_reasons",

@@ -27,7 +27,7 @@ def _decompose(C: Array, D_old: Array) -> tuple[Array, Array, Array]:
     eigvals, B = jnp.linalg.eigh(C)
     shift = jnp.where(jnp.min(eigvals, axis=-1) <= 0, jnp.min(D_old, axis=-1) ** 2, 0.0)
     eye = jnp.eye(C.shape[-1], dtype=C.dtype)
-    C = C + shift[..., None, None] * eye
+    C = C + shift[..., None, None] * jnp.broadcast_to(eye, C.shape)
     eigvals = jnp.maximum(eigvals + shift[..., None], jnp.finfo(C.dtype).tiny)
     return C, B, jnp.sqrt(eigvals)
 

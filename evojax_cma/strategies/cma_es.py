@@ -289,7 +289,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         C, B, D = refresh_eigensystem(need, state.C, state.B, state.D)
         state = state._replace(C=C, B=B, D=D, eigen_generation=jnp.where(need, g, g_eig))
         z = jax.random.normal(key, (lam, n), state.mean.dtype)
-        population = state.mean + state.sigma * ((z * D) @ B.T)
+        population = state.mean[None, :] + state.sigma * ((z * D[None, :]) @ B.T)
         return population, state
 
     def tell(state: CMAState, population: Any, fitness: Any) -> CMAState:
@@ -305,7 +305,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         population = jnp.asarray(population, dtype)
         fitness = jnp.asarray(fitness, dtype)
         order, f_sorted = shaping.rank_order(fitness)
-        y = (population[order] - state.mean) / state.sigma  # Eq. (39)
+        y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = p.weights
         w_pos = jnp.maximum(w, 0.0)
         mueff = jnp.sum(w_pos) ** 2 / jnp.sum(w_pos**2)  # Eq. (8)
@@ -314,7 +314,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
 
         # C^{-1/2} v = B D^{-1} B^T v with the factors of the last decomposition.
         def whiten(v: Array) -> Array:
-            return (v @ state.B) / state.D
+            return (v @ state.B) / jnp.reshape(state.D, (1,) * (v.ndim - 1) + (n,))
 
         cs, cc = p.c_sigma, p.c_c
         p_sigma = (1 - cs) * state.p_sigma + jnp.sqrt(cs * (2 - cs) * mueff) * (
@@ -341,7 +341,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         C = (
             decay * state.C
             + p.c1 * jnp.outer(p_c, p_c)
-            + p.c_mu * ((y.T * w_circ) @ y)
+            + p.c_mu * ((y.T * w_circ[None, :]) @ y)
         )  # Eq. (47)
 
         log_change = (cs / p.d_sigma) * (jnp.sqrt(ps_sq) / p.chi_n - 1)  # Eq. (44)

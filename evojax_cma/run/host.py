@@ -1,0 +1,167 @@
+"""A host-side driver in the spirit of ``cma.fmin2``, for NumPy objectives.
+
+The strategy's ``ask`` and ``tell`` run jit-compiled; the objective runs on the host, one
+point at a time, a whole population at once (``vectorized=True``), or through any
+``concurrent.futures.Executor`` (a process pool, a Dask or Ray client).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evojax_cma.core.termination import STOP_NAMES, stop_reasons
+from evojax_cma.core.types import Strategy
+from evojax_cma.core.validation import check_options, check_positive_scalar, check_vector
+from evojax_cma.strategies.cma_es import cma_es
+
+FMIN_OPTIONS = frozenset({"popsize", "seed", "verbose", "verb_disp", "preset", "CMA_active"})
+
+
+class FminResult(NamedTuple):
+    """Outcome of `fmin`.
+
+    Attributes:
+      xbest: best point evaluated (NumPy).
+      fbest: its fitness.
+      evals: number of evaluations.
+      iterations: number of generations.
+      stop: names of the termination criteria that fired.
+      state: the final strategy state.
+      history: one row per generation: ``(iteration, evals, best f of the generation,
+        sigma, axis ratio)``.
+    """
+
+    xbest: np.ndarray
+    fbest: float
+    evals: int
+    iterations: int
+    stop: list[str]
+    state: Any
+    history: np.ndarray
+
+
+def _evaluate(fn, X: np.ndarray, vectorized: bool, executor: Executor | None) -> np.ndarray:
+    if vectorized:
+        values = fn(X)
+    elif executor is not None:
+        values = list(executor.map(fn, list(X)))
+    else:
+        values = [fn(x) for x in X]
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (X.shape[0],):
+        raise ValueError(
+            f"the objective must return one scalar per point, got shape {values.shape} "
+            f"for {X.shape[0]} points"
+        )
+    return values
+
+
+def fmin(
+    fn: Callable[[np.ndarray], Any],
+    x0: Any,
+    sigma0: float,
+    options: dict[str, Any] | None = None,
+    *,
+    vectorized: bool = False,
+    executor: Executor | None = None,
+    strategy: Strategy | None = None,
+    params: Any = None,
+) -> tuple[np.ndarray, FminResult]:
+    """Minimise a host (NumPy) function with CMA-ES, like ``cma.fmin2(fn, x0, sigma0)``.
+
+    Args:
+      fn: objective; takes a point ``(n,)`` and returns a scalar, or with
+        ``vectorized=True`` takes ``(popsize, n)`` and returns ``(popsize,)``.
+      x0: initial mean.
+      sigma0: initial step size.
+      options: pycma-style options: ``popsize``, ``seed`` (default 0), ``verbose``
+        (default 1; 0 is silent), ``verb_disp`` (print every that many iterations,
+        default 100), ``preset``, ``CMA_active``, and the termination criteria
+        (``ftarget``, ``maxfevals``, ``maxiter``, ``tolfun``, ...; see `STOP_NAMES`).
+      vectorized: whether `fn` evaluates a whole population at once.
+      executor: evaluate points through ``executor.map`` (ignored if vectorized).
+      strategy: a strategy to use instead of ``cma_es`` built from `options`.
+      params: hyperparameters for the strategy.
+
+    Returns:
+      ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
+
+    Points are passed to `fn` in the strategy's dtype: float64 when
+    ``jax_enable_x64`` is on, else float32.
+    """
+    options = dict(options or {})
+    check_options("fmin option(s)", options, FMIN_OPTIONS | set(STOP_NAMES))
+    x0 = np.asarray(x0, dtype=np.float64)
+    if x0.ndim != 1:
+        raise ValueError(f"x0 must be a vector, got shape {x0.shape}")
+    check_vector("x0", x0, x0.shape[0])
+    check_positive_scalar("sigma0", sigma0)
+    stop_opts = {k: options[k] for k in STOP_NAMES if k in options}
+    if strategy is None:
+        strategy = cma_es(
+            x0.shape[0],
+            options.get("popsize"),
+            preset=options.get("preset", "pycma"),
+            active=options.get("CMA_active", True),
+        )
+    verbose = int(options.get("verbose", 1))
+    verb_disp = int(options.get("verb_disp", 100))
+    key = jax.random.key(int(options.get("seed", 0)))
+    dtype = jnp.result_type(float)
+    state = strategy.init(key, jnp.asarray(x0, dtype), sigma0, params)
+    stop_options = strategy.stop_options(**stop_opts)
+    ask = jax.jit(strategy.ask)
+
+    @jax.jit
+    def tell_and_stop(state, population, fitness):
+        state = strategy.tell(state, population, fitness)
+        return state, strategy.stop(state, stop_options)
+
+    history = []
+    t0 = time.perf_counter()
+    if verbose > 0:
+        print("Iterat #Fevals   function value  axis ratio  sigma  min&max std  t[m:s]")
+    while True:
+        key, k_ask = jax.random.split(key)
+        population, state = ask(k_ask, state)
+        X = np.asarray(population)
+        F = _evaluate(fn, X, vectorized, executor)
+        state, flags = tell_and_stop(state, population, jnp.asarray(F, dtype))
+        it, evals = int(state.generation), int(state.evals)
+        D = np.asarray(state.D)
+        sigma = float(state.sigma)
+        fin = F[np.isfinite(F)]
+        fgen = float(fin.min()) if fin.size else float("nan")
+        history.append((it, evals, fgen, sigma, float(D[-1] / D[0])))
+        done = bool(np.any(flags))
+        if verbose > 0 and (it <= 3 or it % verb_disp == 0 or done):
+            stds = sigma * np.sqrt(np.diag(np.asarray(state.C)))
+            elapsed = time.perf_counter() - t0
+            print(
+                f"{it:6d} {evals:7d} {fgen:+.9e} {D[-1] / D[0]:7.1e} {sigma:7.2e} "
+                f"{stds.min():6.0e} {stds.max():6.0e} {int(elapsed // 60)}:{elapsed % 60:04.1f}"
+            )
+        if done:
+            break
+    reasons = stop_reasons(flags)
+    if verbose > 0:
+        print(f"termination on {reasons} after {int(state.evals)} evaluations")
+        print(f"best f = {float(state.best_f):.10e}")
+    xbest = np.asarray(state.best_x, dtype=np.float64)
+    result = FminResult(
+        xbest=xbest,
+        fbest=float(state.best_f),
+        evals=int(state.evals),
+        iterations=int(state.generation),
+        stop=reasons,
+        state=state,
+        history=np.asarray(history),
+    )
+    return xbest, result
