@@ -26,8 +26,13 @@ def main() -> None:
     print("\n2) 100 independent runs, one jit-compiled, vmapped while_loop")
     es = ec.cma_es(10)
     keys = jax.random.split(jax.random.key(0), 100)
-    run = jax.jit(jax.vmap(lambda k: ec.minimize(es, rosenbrock, k, 0.1 * jnp.ones(10), 0.1,
-                                                 options={"ftarget": 1e-8})))
+    run = jax.jit(
+        jax.vmap(
+            lambda k: ec.minimize(
+                es, rosenbrock, k, 0.1 * jnp.ones(10), 0.1, options={"ftarget": 1e-8}
+            )
+        )
+    )
     t0 = time.perf_counter()
     out = jax.block_until_ready(run(keys))
     t1 = time.perf_counter()
@@ -35,8 +40,10 @@ def main() -> None:
     t2 = time.perf_counter()
     best = np.asarray(out.state.best_f)
     evals = np.asarray(out.state.evals)
-    print(f"   success (f < 1e-8): {np.mean(best < 1e-8):.0%}, median evaluations "
-          f"{np.median(evals):.0f}, compile+run {t1 - t0:.1f} s, run {t2 - t1:.2f} s")
+    print(
+        f"   success (f < 1e-8): {np.mean(best < 1e-8):.0%}, median evaluations "
+        f"{np.median(evals):.0f}, compile+run {t1 - t0:.1f} s, run {t2 - t1:.2f} s"
+    )
 
 
 if __name__ == "__main__":

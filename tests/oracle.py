@@ -19,7 +19,10 @@ def relerr(a, b) -> float:
 def our_points(state, rng, lam):
     n = state.mean.shape[0]
     z = rng.standard_normal((lam, n))
-    return np.asarray(state.mean) + float(state.sigma) * z @ (np.asarray(state.B) * np.asarray(state.D)).T
+    return (
+        np.asarray(state.mean)
+        + float(state.sigma) * z @ (np.asarray(state.B) * np.asarray(state.D)).T
+    )
 
 
 def pycma_trace(n, lam, fn, generations, seed=0, x0=0.1, sigma0=0.3, then=None):

@@ -18,7 +18,8 @@ def pycma_runs(fn, n, popsize, seeds, ftarget=1e-8, x0=0.1, sigma0=0.1, **option
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             es = cma.CMAEvolutionStrategy(
-                n * [x0], sigma0,
+                n * [x0],
+                sigma0,
                 {"popsize": popsize, "ftarget": ftarget, "verbose": -9, "seed": s + 1, **options},
             )
             while not es.stop():

@@ -12,6 +12,7 @@ import pytest
 
 import evojax_cma as ec
 from evojax_cma.problems import HANSEN_SUITE
+
 from reference_runs import pycma_runs
 
 SEEDS = 6

@@ -62,15 +62,18 @@ def test_vmapped_runs_equal_runs_one_by_one():
     )
     np.testing.assert_array_equal(np.asarray(batched.state.generation), np.asarray(maxiters))
     for i in range(4):
-        single = ec.minimize(es, ellipsoid, keys[i], x0s[i], sigmas[i],
-                             options={"maxiter": float(maxiters[i])})
+        single = ec.minimize(
+            es, ellipsoid, keys[i], x0s[i], sigmas[i], options={"maxiter": float(maxiters[i])}
+        )
         assert ec.stop_reasons(single.stop_flags) == ["maxiter"]
         # 1e-10: the fitness history of an ill-conditioned ellipsoid (1e6) amplifies the
         # rounding of x; mean, sigma and C agree to ~1e-13.
-        _assert_states_equal(jax.tree.map(lambda v, i=i: v[i], batched.state), single.state,
-                             rtol=1e-10)
-        np.testing.assert_array_equal(np.asarray(batched.stop_flags[i]),
-                                      np.asarray(single.stop_flags))
+        _assert_states_equal(
+            jax.tree.map(lambda v, i=i: v[i], batched.state), single.state, rtol=1e-10
+        )
+        np.testing.assert_array_equal(
+            np.asarray(batched.stop_flags[i]), np.asarray(single.stop_flags)
+        )
 
 
 def test_vmapped_generations_equal_loop_to_rounding():
@@ -119,8 +122,13 @@ def test_params_sweep_is_one_vmap_without_recompiling():
         traces.append(1)
         return sphere(x)
 
-    sweep = jax.jit(jax.vmap(lambda p: ec.minimize(es, fn, jax.random.key(0), jnp.ones(6), 1.0,
-                                                  params=p, options={"ftarget": 1e-8})))
+    sweep = jax.jit(
+        jax.vmap(
+            lambda p: ec.minimize(
+                es, fn, jax.random.key(0), jnp.ones(6), 1.0, params=p, options={"ftarget": 1e-8}
+            )
+        )
+    )
     r1 = sweep(params)
     n_traces = len(traces)
     r2 = sweep(jax.tree.map(lambda v: v * 1.0, params))
@@ -129,8 +137,15 @@ def test_params_sweep_is_one_vmap_without_recompiling():
     assert len(set(evals.tolist())) == 3, evals  # the hyperparameters took effect
     np.testing.assert_array_equal(evals, np.asarray(r2.state.evals))
     # Each grid point equals the single run with those params.
-    single = ec.minimize(es, sphere, jax.random.key(0), jnp.ones(6), 1.0,
-                         params=jax.tree.map(lambda v: v[2], params), options={"ftarget": 1e-8})
+    single = ec.minimize(
+        es,
+        sphere,
+        jax.random.key(0),
+        jnp.ones(6),
+        1.0,
+        params=jax.tree.map(lambda v: v[2], params),
+        options={"ftarget": 1e-8},
+    )
     assert int(single.state.evals) == evals[2]
 
 
@@ -165,7 +180,8 @@ def _count_refreshes(es, key):
 
 def test_float32_run():
     es = ec.cma_es(8)
-    res = ec.minimize(es, ellipsoid, jax.random.key(0), jnp.ones(8, jnp.float32), 0.5,
-                      options={"ftarget": 1e-6})
+    res = ec.minimize(
+        es, ellipsoid, jax.random.key(0), jnp.ones(8, jnp.float32), 0.5, options={"ftarget": 1e-6}
+    )
     assert res.state.C.dtype == jnp.float32 and res.state.sigma.dtype == jnp.float32
     assert float(res.state.best_f) <= 1e-6

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from evojax_cma.problems import ellipsoid, linear, rosenbrock, sphere
+
 from oracle import cmaes_trace, pycma_trace, relerr
 
 TOL = 1e-12
@@ -49,8 +50,12 @@ def test_pycma_one_to_one_through_hsigma_stall(n, lam):
 
 @pytest.mark.parametrize(
     "n, lam, fn, gens, sigma0",
-    [(5, 8, sphere, 30, 0.3), (10, 100, ellipsoid, 25, 0.3), (5, 8, linear, 25, 1.0),
-     (10, 100, linear, 25, 1.0)],
+    [
+        (5, 8, sphere, 30, 0.3),
+        (10, 100, ellipsoid, 25, 0.3),
+        (5, 8, linear, 25, 1.0),
+        (10, 100, linear, 25, 1.0),
+    ],
     ids=lambda v: getattr(v, "__name__", v),
 )
 def test_cmaes_one_to_one_tutorial_preset(n, lam, fn, gens, sigma0):
@@ -109,6 +114,12 @@ def test_default_constants_match_cmaes():
         ref = cmaes.CMA(mean=np.zeros(n), sigma=1.0, population_size=lam)
         p = ec.cma_es(n, lam, preset="tutorial").default_params()
         np.testing.assert_allclose(np.asarray(p.weights), ref._weights, rtol=1e-13)
-        for ours, theirs in [("c1", "_c1"), ("c_mu", "_cmu"), ("c_c", "_cc"),
-                             ("c_sigma", "_c_sigma"), ("d_sigma", "_d_sigma"), ("chi_n", "_chi_n")]:
+        for ours, theirs in [
+            ("c1", "_c1"),
+            ("c_mu", "_cmu"),
+            ("c_c", "_cc"),
+            ("c_sigma", "_c_sigma"),
+            ("d_sigma", "_d_sigma"),
+            ("chi_n", "_chi_n"),
+        ]:
             np.testing.assert_allclose(float(getattr(p, ours)), getattr(ref, theirs), rtol=1e-13)

@@ -9,6 +9,7 @@ import pytest
 
 import evojax_cma as ec
 from evojax_cma.problems import ellipsoid, linear, sphere
+
 from reference_runs import pycma_runs
 
 
@@ -24,8 +25,9 @@ def _pycma_stop(fn, n, x0, sigma0, popsize, **opts):
     batch = jax.jit(jax.vmap(fn))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        es = cma.CMAEvolutionStrategy(n * [x0], sigma0,
-                                      {"popsize": popsize, "verbose": -9, "seed": 3, **opts})
+        es = cma.CMAEvolutionStrategy(
+            n * [x0], sigma0, {"popsize": popsize, "verbose": -9, "seed": 3, **opts}
+        )
         while not es.stop():
             X = es.ask()
             es.tell(X, list(np.asarray(batch(np.asarray(X)), dtype=float)))
@@ -68,7 +70,8 @@ def test_flat_fitness_counter():
 def test_sphere_without_target_stops_on_tolerances_like_pycma():
     es = ec.cma_es(5)
     res = jax.vmap(lambda k: ec.minimize(es, sphere, k, 0.5 * jnp.ones(5), 0.3))(
-        jax.random.split(jax.random.key(1), 6))
+        jax.random.split(jax.random.key(1), 6)
+    )
     why = ec.stop_reasons(res.stop_flags)
     assert all(set(w) <= {"tolfun", "tolfunhist", "tolx"} and w for w in why), why
     ours = np.median(np.asarray(res.state.evals))
@@ -110,7 +113,15 @@ def test_tolstagnation_on_pure_noise():
     def fn(x):
         return jnp.sin(1e4 * jnp.sum(x * jnp.arange(1.0, 4.0))) + 2.0
 
-    res, why = _run(fn, n=3, x0=0.0, sigma0=1.0, tolfun=0.0, tolfunhist=0.0,
-                    tolflatfitness=np.inf, tolfacupx=np.inf)
+    res, why = _run(
+        fn,
+        n=3,
+        x0=0.0,
+        sigma0=1.0,
+        tolfun=0.0,
+        tolfunhist=0.0,
+        tolflatfitness=np.inf,
+        tolfacupx=np.inf,
+    )
     assert "tolstagnation" in why, why
     assert int(res.state.generation) > 500  # pycma needs > 100 entries, one per 5 iterations

@@ -105,17 +105,28 @@ def test_non_finite_fitness_is_ranked_worst_and_state_stays_finite(bad):
         # A third of the space returns a non-finite value.
         return jnp.where(x[0] > 0.3, bad, sphere(x))
 
-    res = ec.minimize(es, fn, jax.random.key(0), jnp.ones(5) * 0.1, 0.5,
-                      options={"ftarget": 1e-8})
-    for leaf in (res.state.mean, res.state.sigma, res.state.C, res.state.p_sigma,
-                 res.state.p_c, res.state.best_x):
+    res = ec.minimize(es, fn, jax.random.key(0), jnp.ones(5) * 0.1, 0.5, options={"ftarget": 1e-8})
+    for leaf in (
+        res.state.mean,
+        res.state.sigma,
+        res.state.C,
+        res.state.p_sigma,
+        res.state.p_c,
+        res.state.best_x,
+    ):
         assert np.all(np.isfinite(np.asarray(leaf)))
     assert float(res.state.best_f) <= 1e-8
 
     # The rule is "ranked worst": replacing those values by 1e300 (worse than every finite
     # value met here) gives the same ranking, hence the same run.
-    ref = ec.minimize(es, lambda x: jnp.where(x[0] > 0.3, 1e300, sphere(x)), jax.random.key(0),
-                      jnp.ones(5) * 0.1, 0.5, options={"ftarget": 1e-8})
+    ref = ec.minimize(
+        es,
+        lambda x: jnp.where(x[0] > 0.3, 1e300, sphere(x)),
+        jax.random.key(0),
+        jnp.ones(5) * 0.1,
+        0.5,
+        options={"ftarget": 1e-8},
+    )
     np.testing.assert_array_equal(np.asarray(res.state.mean), np.asarray(ref.state.mean))
     np.testing.assert_array_equal(np.asarray(res.state.C), np.asarray(ref.state.C))
 

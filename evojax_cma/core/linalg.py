@@ -33,9 +33,7 @@ def _decompose(C: Array, D_old: Array) -> tuple[Array, Array, Array]:
 
 
 @custom_vmap
-def refresh_eigensystem(
-    need: Array, C: Array, B: Array, D: Array
-) -> tuple[Array, Array, Array]:
+def refresh_eigensystem(need: Array, C: Array, B: Array, D: Array) -> tuple[Array, Array, Array]:
     """Return ``(C, B, D)`` refreshed from ``C`` where `need` is true, unchanged elsewhere.
 
     Args:

@@ -44,8 +44,10 @@ def rank_order(fitness: Array) -> tuple[Array, Array]:
 def ranks(fitness: Array) -> Array:
     """Rank of each entry, 0 for the best, with the non-finite rule and stable ties."""
     order, _ = rank_order(fitness)
-    return jnp.zeros(order.shape, order.dtype).at[order].set(
-        jnp.arange(order.shape[0], dtype=order.dtype)
+    return (
+        jnp.zeros(order.shape, order.dtype)
+        .at[order]
+        .set(jnp.arange(order.shape[0], dtype=order.dtype))
     )
 
 

@@ -83,12 +83,12 @@ class StopOptions(NamedTuple):
 
 
 def default_tolstagnation(num_dims: int, popsize: int) -> int:
-    """pycma's default ``int(100 + 100 * n**1.5 / popsize)``."""
+    """Pycma's default ``int(100 + 100 * n**1.5 / popsize)``."""
     return int(100 + 100 * num_dims**1.5 / popsize)
 
 
 def default_stop_options(num_dims: int, popsize: int) -> dict[str, float]:
-    """pycma 4.5's default thresholds for dimension `num_dims` and `popsize`."""
+    """Pycma 4.5's default thresholds for dimension `num_dims` and `popsize`."""
     return dict(
         ftarget=-math.inf,
         maxfevals=math.inf,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-import jax
 import numpy as np
+from jax.core import Tracer
 
 
 def is_concrete(value: Any) -> bool:
     """True when `value` holds data on the host or device, not a tracer."""
-    return not isinstance(value, jax.core.Tracer)
+    return not isinstance(value, Tracer)
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -62,6 +62,4 @@ def check_options(name: str, given: dict[str, Any], allowed: set[str] | frozense
     """Raise a `TypeError` for option names outside `allowed`."""
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise TypeError(
-            f"unknown {name} {unknown}; valid names are {sorted(allowed)}"
-        )
+        raise TypeError(f"unknown {name} {unknown}; valid names are {sorted(allowed)}")

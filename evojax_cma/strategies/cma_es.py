@@ -250,11 +250,11 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         del key
         validation.check_vector("x0", x0, n)
         validation.check_positive_scalar("sigma0", sigma0)
-        params = default_params() if params is None else check_params(params)
+        checked = default_params() if params is None else check_params(params)
         x0 = jnp.asarray(x0)
         dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
         x0 = x0.astype(dtype)
-        params = jax.tree.map(lambda p: jnp.asarray(p, dtype), params)
+        params = CMAParams(*(jnp.asarray(p, dtype) for p in checked))
         diag = jnp.asarray(c0_diag, dtype)
         zero = jnp.zeros(n, dtype)
         i0 = jnp.asarray(0, jnp.int32)
@@ -339,9 +339,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         delta_h = (1 - h_sigma) * cc * (2 - cc)
         decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
         C = (
-            decay * state.C
-            + p.c1 * jnp.outer(p_c, p_c)
-            + p.c_mu * ((y.T * w_circ[None, :]) @ y)
+            decay * state.C + p.c1 * jnp.outer(p_c, p_c) + p.c_mu * ((y.T * w_circ[None, :]) @ y)
         )  # Eq. (47)
 
         log_change = (cs / p.d_sigma) * (jnp.sqrt(ps_sq) / p.chi_n - 1)  # Eq. (44)
@@ -370,7 +368,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         )
 
     def stop_options(**overrides: Any) -> termination.StopOptions:
-        """pycma's default termination thresholds, updated by the strategy's and `overrides`."""
+        """Pycma's default termination thresholds, updated by the strategy's and `overrides`."""
         return termination.make_stop_options(n, lam, **{**stop_defaults, **overrides})
 
     def stop(state: CMAState, options: termination.StopOptions | None = None) -> Array:

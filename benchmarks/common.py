@@ -1,0 +1,57 @@
+"""Shared helpers: environment description, timing, JSON output."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+import jax
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def environment() -> dict:
+    versions = {}
+    for pkg in ("jax", "jaxlib", "numpy", "cma", "cmaes", "evosax", "evojax_cma"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = jax.devices()[0]
+    return dict(
+        machine=dict(cpu=cpu, cores=os.cpu_count(), system=platform.platform()),
+        device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        x64=bool(jax.config.jax_enable_x64),
+        versions=versions,
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+
+
+def median_time(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def write(name: str, payload: dict) -> pathlib.Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"environment": environment(), **payload}, indent=1))
+    print(f"wrote {path}")
+    return path
