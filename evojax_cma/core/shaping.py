@@ -1,4 +1,4 @@
-r"""Fitness shaping: ranking with a rule for non-finite values, and CMA weights.
+r"""Fitness shaping: ranking with a rule for non-finite values, utilities, CMA weights.
 
 Non-finite fitness rule
 -----------------------
@@ -9,6 +9,16 @@ so every rank position receives exactly one weight and ties never change the sum
 weights. A strategy only sees ranks, so a non-finite fitness can never reach the mean, step
 size or covariance matrix as a number. (pycma instead replaces NaN by the median of the
 finite values and uses infinities as they are.)
+
+Utilities for gradient estimators
+---------------------------------
+`centered_ranks`, `z_score` and `cma_utilities` map a fitness vector to one utility per
+candidate (lower is better, as the fitness), for the score-function strategies
+(`evojax_cma.open_es`, `evojax_cma.variational`). They are *tie-safe* in the sense those
+estimators need: tied fitness values receive equal utilities (midranks), so the order of
+the candidates in the population never leaks into the gradient (with antithetic pairs
+laid out as ``[+eps; -eps]``, index-ordered ranks on a plateau would push the mean along
+``sum(eps)``). Non-finite values are all tied with each other, worst. `SHAPINGS` names them.
 """
 
 from __future__ import annotations
@@ -51,14 +61,75 @@ def ranks(fitness: Array) -> Array:
     )
 
 
-def centered_ranks(fitness: Array) -> Array:
-    """Ranks mapped linearly onto ``[-0.5, 0.5]``, best (lowest fitness) at ``-0.5``.
+def midranks(fitness: Array) -> Array:
+    """Rank of each entry (0 for the best) with tied values sharing their mean rank.
 
-    This is the shaping of Salimans et al. (2017), written for minimisation.
+    Non-finite values are tied with each other, after every finite value. The midranks
+    sum to ``λ(λ-1)/2`` whatever the ties.
+    """
+    eff = effective_fitness(fitness)
+    s = jnp.sort(eff)
+    lo = jnp.searchsorted(s, eff, side="left")
+    hi = jnp.searchsorted(s, eff, side="right")
+    return (lo + hi - 1).astype(jnp.result_type(float)) / 2
+
+
+def centered_ranks(fitness: Array) -> Array:
+    """Midranks mapped linearly onto ``[-0.5, 0.5]``, best (lowest fitness) at ``-0.5``.
+
+    This is the shaping of Salimans et al. (2017), written for minimisation; tied values
+    share a utility (see the module docstring), and the utilities always sum to 0.
     """
     n = fitness.shape[0]
-    r = ranks(fitness).astype(jnp.result_type(float))
-    return r / (n - 1) - 0.5
+    return midranks(fitness) / (n - 1) - 0.5
+
+
+def z_score(fitness: Array) -> Array:
+    """``(f - mean f) / std f`` over the finite values; non-finite ones get the worst.
+
+    Not invariant to monotone transforms of f (it uses the values), but it keeps their
+    scale, which some users of score-function estimators want. A flat population
+    (zero spread) gives all-zero utilities.
+    """
+    finite = jnp.isfinite(fitness)
+    count = jnp.maximum(jnp.sum(finite), 1)
+    f = jnp.where(finite, fitness, 0.0)
+    mean = jnp.sum(f) / count
+    std = jnp.sqrt(jnp.sum(jnp.where(finite, (f - mean) ** 2, 0.0)) / count)
+    z = jnp.where(std > 0, (f - mean) / jnp.where(std > 0, std, 1.0), 0.0)
+    worst = jnp.max(jnp.where(finite, z, -jnp.inf))
+    return jnp.where(finite, z, jnp.maximum(worst, 0.0))
+
+
+def cma_utilities(fitness: Array) -> Array:
+    """Minus the positive CMA weights of Eq. (49) by midrank (0 for the worse half).
+
+    Candidate of rank ``i`` (0-based) gets ``-w_{i+1}``: the best candidates have the most
+    negative utility, so that a descent step moves towards them. Tied candidates share the
+    mean of their weights, and the utilities sum to -1.
+    """
+    n = fitness.shape[0]
+    w = jnp.asarray(np.maximum(cma_raw_weights(n), 0.0), jnp.result_type(float))
+    eff = effective_fitness(fitness)
+    s = jnp.sort(eff)
+    lo = jnp.searchsorted(s, eff, side="left")
+    hi = jnp.searchsorted(s, eff, side="right")
+    cum = jnp.concatenate([jnp.zeros(1, w.dtype), jnp.cumsum(w)])
+    return -(cum[hi] - cum[lo]) / (hi - lo).astype(w.dtype)
+
+
+def raw(fitness: Array) -> Array:
+    """The fitness itself (no shaping); for tests of unbiasedness and for users who shape."""
+    return fitness
+
+
+SHAPINGS = {
+    "centered_ranks": centered_ranks,
+    "z_score": z_score,
+    "cma_weights": cma_utilities,
+    "raw": raw,
+}
+"""Fitness-to-utility functions by name, for the ``shaping=`` option of the ES strategies."""
 
 
 def cma_raw_weights(popsize: int) -> np.ndarray:

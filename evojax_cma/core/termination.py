@@ -158,6 +158,18 @@ def init_history(num_dims: int, popsize: int, dtype: Any) -> FitnessHistory:
     )
 
 
+def update_best(
+    best_x: Array, best_f: Array, best_evals: Array, x: Array, f: Array, evals: Array
+) -> tuple[Array, Array, Array]:
+    """Keep the best point: replace ``(best_x, best_f, best_evals)`` when ``f < best_f``."""
+    improved = f < best_f
+    return (
+        jnp.where(improved, x, best_x),
+        jnp.where(improved, f, best_f),
+        jnp.where(improved, evals, best_evals),
+    )
+
+
 def update_history(hist: FitnessHistory, sorted_f: Array, iteration: Array) -> FitnessHistory:
     """Record the sorted (effective) fitness of iteration `iteration` (1-based)."""
     lam = sorted_f.shape[0]
@@ -203,8 +215,8 @@ class DistributionSummary(NamedTuple):
     sigma0: Array
     stds: Array  # sqrt(diag C), without sigma
     p_c: Array
-    B: Array  # (n, n) eigenvectors as columns, or None-like for diagonal models
-    D: Array  # (n,) ascending axis lengths
+    B: Array | None  # (n, n) eigenvectors as columns; None for a diagonal model (B = I)
+    D: Array  # (n,) axis lengths (any order), without sigma
 
 
 def stop_flags(
@@ -245,7 +257,10 @@ def stop_flags(
 
     scaled_stds = dist.sigma * dist.stds
     axis = iteration % n
-    axis_step = 0.1 * dist.sigma * dist.D[axis] * dist.B[:, axis]
+    if dist.B is None:
+        axis_step = (0.1 * dist.sigma * dist.D[axis]) * (jnp.arange(n) == axis).astype(dtype)
+    else:
+        axis_step = 0.1 * dist.sigma * dist.D[axis] * dist.B[:, axis]
     flags = dict(
         ftarget=best_f <= opts.ftarget,
         maxfevals=evals.astype(dtype) > opts.maxfevals,
@@ -259,7 +274,7 @@ def stop_flags(
         tolupsigma=(opts.tolupsigma > 0)
         & (dist.sigma / jnp.max(dist.D) > dist.sigma0 * opts.tolupsigma),
         tolconditioncov=(opts.tolconditioncov > 0)
-        & (dist.D[-1] > jnp.sqrt(opts.tolconditioncov) * dist.D[0]),
+        & (jnp.max(dist.D) > jnp.sqrt(opts.tolconditioncov) * jnp.min(dist.D)),
         noeffectaxis=opts.noeffectaxis & jnp.all(dist.mean == dist.mean + axis_step),
         noeffectcoord=opts.noeffectcoord & jnp.any(dist.mean == dist.mean + 0.2 * scaled_stds),
     )

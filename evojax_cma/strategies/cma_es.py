@@ -48,6 +48,7 @@ import numpy as np
 from jax import Array
 
 from evojax_cma.core import shaping, termination, validation
+from evojax_cma.core.cumulation import cumulate, positive_mueff
 from evojax_cma.core.linalg import refresh_eigensystem
 from evojax_cma.core.types import Strategy
 
@@ -307,28 +308,26 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         order, f_sorted = shaping.rank_order(fitness)
         y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = p.weights
-        w_pos = jnp.maximum(w, 0.0)
-        mueff = jnp.sum(w_pos) ** 2 / jnp.sum(w_pos**2)  # Eq. (8)
-        y_w = w_pos @ y  # Eq. (41)
+        y_w = jnp.maximum(w, 0.0) @ y  # Eq. (41)
         mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
 
         # C^{-1/2} v = B D^{-1} B^T v with the factors of the last decomposition.
         def whiten(v: Array) -> Array:
             return (v @ state.B) / jnp.reshape(state.D, (1,) * (v.ndim - 1) + (n,))
 
-        cs, cc = p.c_sigma, p.c_c
-        p_sigma = (1 - cs) * state.p_sigma + jnp.sqrt(cs * (2 - cs) * mueff) * (
-            whiten(y_w) @ state.B.T
-        )  # Eq. (43)
         generation = state.generation + 1
-        bias = 1 - (1 - cs) ** (2 * generation.astype(dtype))
-        ps_sq = jnp.sum(p_sigma**2)
-        if preset == "pycma":
-            h_sigma = ps_sq / bias / n - 1 < 1 + 4.0 / (n + 1)
-        else:
-            h_sigma = jnp.sqrt(ps_sq / bias) < (1.4 + 2.0 / (n + 1)) * p.chi_n
-        h_sigma = h_sigma.astype(dtype)
-        p_c = (1 - cc) * state.p_c + h_sigma * jnp.sqrt(cc * (2 - cc) * mueff) * y_w  # (45)
+        paths = cumulate(
+            p,
+            p_sigma=state.p_sigma,
+            p_c=state.p_c,
+            sigma=state.sigma,
+            whitened_y_w=whiten(y_w) @ state.B.T,
+            y_w=y_w,
+            mueff=positive_mueff(w),
+            generation=generation,
+            h_sigma_rule=preset,
+        )
+        h_sigma, p_c, cc = paths.h_sigma, paths.p_c, p.c_c
 
         mahalanobis_sq = jnp.sum(whiten(y) ** 2, axis=1)
         if norm_eps_inside:
@@ -342,26 +341,24 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             decay * state.C + p.c1 * jnp.outer(p_c, p_c) + p.c_mu * ((y.T * w_circ[None, :]) @ y)
         )  # Eq. (47)
 
-        log_change = (cs / p.d_sigma) * (jnp.sqrt(ps_sq) / p.chi_n - 1)  # Eq. (44)
-        log_change = jnp.clip(log_change, -p.max_log_sigma_change, p.max_log_sigma_change)
-        sigma = state.sigma * jnp.exp(log_change)
-
         evals = state.evals + lam
-        improved = f_sorted[0] < state.best_f
+        best_x, best_f, best_evals = termination.update_best(
+            state.best_x, state.best_f, state.best_evals, population[order[0]], f_sorted[0], evals
+        )
         return CMAState(
             mean=mean,
-            sigma=sigma,
+            sigma=paths.sigma,
             C=C,
             B=state.B,
             D=state.D,
-            p_sigma=p_sigma,
+            p_sigma=paths.p_sigma,
             p_c=p_c,
             generation=generation,
             evals=evals,
             eigen_generation=state.eigen_generation,
-            best_x=jnp.where(improved, population[order[0]], state.best_x),
-            best_f=jnp.where(improved, f_sorted[0], state.best_f),
-            best_evals=jnp.where(improved, evals, state.best_evals),
+            best_x=best_x,
+            best_f=best_f,
+            best_evals=best_evals,
             sigma0=state.sigma0,
             history=termination.update_history(state.history, f_sorted, generation),
             params=p,
