@@ -5,6 +5,7 @@ from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.run import FminResult, RunResult, fmin, minimize
 from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
+from evojax_cma.strategies.sep_cma_es import SepCMAParams, SepCMAState, sep_cma_es
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,8 @@ __all__ = [
     "STOP_NAMES",
     "CMAParams",
     "CMAState",
+    "SepCMAParams",
+    "SepCMAState",
     "FminResult",
     "RunResult",
     "StopOptions",
@@ -22,5 +25,6 @@ __all__ = [
     "minimize",
     "rank_order",
     "ranks",
+    "sep_cma_es",
     "stop_reasons",
 ]

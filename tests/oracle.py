@@ -78,3 +78,29 @@ def cmaes_trace(n, lam, fn, generations, seed=0, x0=0.1, sigma0=0.3):
         ref.tell([(x, f) for x, f in zip(X, F, strict=True)])
         state = tell(state, jnp.asarray(X), jnp.asarray(F))
         yield ref, state
+
+
+def sepcma_trace(n, lam, fn, generations, seed=0, x0=0.1, sigma0=0.3, then=None):
+    """Yield (cmaes SepCMA, our sep-CMA-ES state with the "cmaes" preset, h_sigma) per generation.
+
+    h_sigma is computed from cmaes' own path with its own bias-correction exponent.
+    """
+    import cmaes
+
+    es = ec.sep_cma_es(n, lam, preset="cmaes")
+    state = es.init(jax.random.key(0), x0 * np.ones(n), sigma0)
+    ref = cmaes.SepCMA(mean=x0 * np.ones(n), sigma=sigma0, population_size=lam, seed=1)
+    tell = jax.jit(es.tell)
+    rng = np.random.default_rng(seed)
+    for g in range(generations):
+        if then is not None and g == then[0]:
+            fn = then[1]
+        z = rng.standard_normal((lam, n))
+        X = np.asarray(state.mean) + float(state.sigma) * z * np.sqrt(np.asarray(state.C))
+        F = np.array([float(fn(jnp.asarray(x))) for x in X])
+        ref._g = g - 1  # the same counter alignment as for cmaes.CMA (see cmaes_trace)
+        ref.tell([(x, f) for x, f in zip(X, F, strict=True)])
+        state = tell(state, jnp.asarray(X), jnp.asarray(F))
+        bias = 1 - (1 - ref._c_sigma) ** (2 * (ref._g + 1))
+        hsig = np.linalg.norm(ref._p_sigma) / np.sqrt(bias) < (1.4 + 2 / (n + 1)) * ref._chi_n
+        yield ref, state, bool(hsig)

@@ -38,6 +38,7 @@ memory); the flat-fitness counter is advanced in ``tell`` rather than in ``stop(
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -279,6 +280,44 @@ def stop_flags(
         noeffectcoord=opts.noeffectcoord & jnp.any(dist.mean == dist.mean + 0.2 * scaled_stds),
     )
     return jnp.stack([jnp.asarray(flags[name], bool) for name in STOP_NAMES])
+
+
+def make_stop_functions(
+    num_dims: int,
+    popsize: int,
+    defaults: dict[str, Any],
+    summary: Callable[[Any], DistributionSummary],
+) -> tuple[Callable[..., StopOptions], Callable[..., Array]]:
+    """Build a strategy's ``stop_options(**overrides)`` and ``stop(state, options=None)``.
+
+    Args:
+      num_dims, popsize: the strategy's dimension and population size.
+      defaults: the strategy's own default thresholds (pycma names), validated here.
+      summary: maps a state to its `DistributionSummary`. The state must have the fields
+        ``history``, ``generation``, ``evals``, ``best_f`` and ``best_evals``.
+    """
+    make_stop_options(num_dims, popsize, **defaults)  # validate early
+
+    def stop_options(**overrides: Any) -> StopOptions:
+        """Pycma's default termination thresholds, updated by the strategy's and `overrides`."""
+        return make_stop_options(num_dims, popsize, **{**defaults, **overrides})
+
+    def stop(state: Any, options: StopOptions | None = None) -> Array:
+        """Flags of the termination criteria (order of `STOP_NAMES`) after a ``tell``."""
+        options = stop_options() if options is None else options
+        flags = stop_flags(
+            options,
+            state.history,
+            summary(state),
+            iteration=state.generation,
+            evals=state.evals,
+            best_f=state.best_f,
+            best_evals=state.best_evals,
+            popsize=popsize,
+        )
+        return flags & (state.generation > 0)
+
+    return stop_options, stop
 
 
 def stop_reasons(flags: Any) -> list[str]:

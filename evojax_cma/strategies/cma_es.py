@@ -219,7 +219,6 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
     if not isinstance(active, bool):
         raise TypeError(f"active must be a bool, got {active!r}")
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
-    termination.make_stop_options(n, lam, **stop_defaults)  # validate early
     constants = default_constants(n, lam, preset, active)
     if preset == "pycma":
         c0_diag = np.exp(1e-4 * np.arange(n) / n)
@@ -364,14 +363,8 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             params=p,
         )
 
-    def stop_options(**overrides: Any) -> termination.StopOptions:
-        """Pycma's default termination thresholds, updated by the strategy's and `overrides`."""
-        return termination.make_stop_options(n, lam, **{**stop_defaults, **overrides})
-
-    def stop(state: CMAState, options: termination.StopOptions | None = None) -> Array:
-        """Flags of the termination criteria (order of `STOP_NAMES`) after a ``tell``."""
-        options = stop_options() if options is None else options
-        dist = termination.DistributionSummary(
+    def summary(state: CMAState) -> termination.DistributionSummary:
+        return termination.DistributionSummary(
             mean=state.mean,
             sigma=state.sigma,
             sigma0=state.sigma0,
@@ -380,17 +373,8 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             B=state.B,
             D=state.D,
         )
-        flags = termination.stop_flags(
-            options,
-            state.history,
-            dist,
-            iteration=state.generation,
-            evals=state.evals,
-            best_f=state.best_f,
-            best_evals=state.best_evals,
-            popsize=lam,
-        )
-        return flags & (state.generation > 0)
+
+    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
 
     return Strategy(
         name="cma_es",

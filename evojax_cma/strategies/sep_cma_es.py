@@ -1,0 +1,274 @@
+r"""sep-CMA-ES: CMA-ES with a diagonal covariance matrix, O(n) time and memory per sample.
+
+Reference:
+  R. Ros, N. Hansen. A Simple Modification in CMA-ES Achieving Linear Time and Space
+  Complexity. PPSN X, LNCS 5199, 2008. ``[RH08]`` below.
+  Equation numbers ``Eq. (n)`` refer to Hansen's tutorial (arXiv:1604.00772), whose
+  equations sep-CMA-ES restricts to the diagonal, as `evojax_cma.cma_es` documents.
+
+Only the diagonal of C is kept: sampling is ``m + σ sqrt(c) ⊙ z`` and the update of
+Eq. (47) is applied to the diagonal alone (``y y^T`` becomes ``y ⊙ y``). Because a diagonal
+model has only n free parameters, [RH08] raises the learning rate of the covariance by
+``(n + 2) / 3``, which is what makes it faster than full CMA-ES on separable functions.
+
+Two presets fix the constants (the equations are the same):
+
+==============  ===============================================  ===========================
+quantity        ``"ros_hansen"`` (default, [RH08])                ``"cmaes"`` (cmaes SepCMA)
+==============  ===============================================  ===========================
+weights         ``ln(μ+1) - ln i``, i <= μ = floor(λ/2), sum 1    same
+c_cov           ``(n+2)/3 [2/(μ_eff (n+√2)^2) + (1 - 1/μ_eff)``   same
+                ``min(1, (2μ_eff - 1)/((n+2)^2 + μ_eff))]``
+c_1             ``c_cov / μ_eff``                                 ``2 / ((n+1.3)^2 + μ_eff)``
+c_μ             ``c_cov (1 - 1/μ_eff)``                           ``c_cov``
+c_σ             ``(μ_eff + 2) / (n + μ_eff + 3)``                 same
+d_σ             ``1 + 2 max(0, sqrt((μ_eff-1)/(n+1)) - 1) + c_σ``  same
+c_c             ``4 / (n + 4)``                                   same
+E‖N(0,I)‖       ``sqrt(n)(1 - 1/(4n) + 1/(21 n^2))``              same
+h_σ test        tutorial form (`evojax_cma.core.cumulation`)      same
+==============  ===============================================  ===========================
+
+The ``"cmaes"`` preset reproduces the `cmaes` package's ``SepCMA`` (0.13) update for update
+(``tests/test_sep_cma_oracle.py``). Not implemented: negative (active) weights, which pycma's
+``CMA_diagonal=True`` uses together with a multiplicative diagonal update.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from evojax_cma.core import shaping, termination, validation
+from evojax_cma.core.cumulation import cumulate, positive_mueff
+from evojax_cma.core.types import Strategy
+from evojax_cma.strategies.cma_es import default_popsize
+
+SEP_PRESETS = ("ros_hansen", "cmaes")
+
+
+class SepCMAParams(NamedTuple):
+    """Numeric hyperparameters of sep-CMA-ES (arrays; vmap over any of them).
+
+    The fields have the meaning of `evojax_cma.CMAParams`' fields of the same name.
+    """
+
+    weights: Array
+    c_m: Array
+    c_sigma: Array
+    d_sigma: Array
+    c_c: Array
+    c1: Array
+    c_mu: Array
+    chi_n: Array
+    max_log_sigma_change: Array
+
+
+class SepCMAState(NamedTuple):
+    """State of one sep-CMA-ES run.
+
+    Attributes:
+      mean: distribution mean m.
+      sigma: step size σ.
+      C: the diagonal of the covariance matrix, shape ``(n,)``.
+      p_sigma, p_c: evolution paths (Eqs. 43, 45).
+      generation, evals, best_x, best_f, best_evals, sigma0, history, params: as in
+        `evojax_cma.CMAState`.
+    """
+
+    mean: Array
+    sigma: Array
+    C: Array
+    p_sigma: Array
+    p_c: Array
+    generation: Array
+    evals: Array
+    best_x: Array
+    best_f: Array
+    best_evals: Array
+    sigma0: Array
+    history: termination.FitnessHistory
+    params: SepCMAParams
+
+
+def sep_default_constants(num_dims: int, popsize: int, preset: str) -> dict[str, Any]:
+    """Default hyperparameters of a preset as float64 NumPy values (module table)."""
+    if preset not in SEP_PRESETS:
+        raise ValueError(f"preset must be one of {SEP_PRESETS}, got {preset!r}")
+    n, lam = num_dims, popsize
+    mu = lam // 2
+    weights = np.zeros(lam)
+    weights[:mu] = np.log(mu + 1.0) - np.log(np.arange(1, mu + 1))
+    weights /= weights.sum()
+    mueff = shaping.mueff_of(weights)
+    c_cov = 2.0 / mueff / (n + math.sqrt(2.0)) ** 2 + (1.0 - 1.0 / mueff) * min(
+        1.0, (2.0 * mueff - 1.0) / ((n + 2.0) ** 2 + mueff)
+    )
+    c_cov *= (n + 2.0) / 3.0  # [RH08], the separable learning rate
+    if preset == "ros_hansen":
+        c1, c_mu = c_cov / mueff, c_cov * (1.0 - 1.0 / mueff)
+    else:
+        c1, c_mu = 2.0 / ((n + 1.3) ** 2 + mueff), c_cov
+    c_sigma = (mueff + 2.0) / (n + mueff + 3.0)
+    return dict(
+        weights=weights,
+        c_m=1.0,
+        c_sigma=c_sigma,
+        d_sigma=1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_sigma,
+        c_c=4.0 / (n + 4.0),
+        c1=c1,
+        c_mu=c_mu,
+        chi_n=shaping.expected_norm(n, exact=False),
+        max_log_sigma_change=math.inf,
+    )
+
+
+def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> Strategy:
+    """Build a sep-CMA-ES strategy (minimisation) with a diagonal covariance matrix.
+
+    Args:
+      num_dims: dimension n, >= 1.
+      popsize: λ, >= 2; defaults to ``4 + floor(3 ln n)``.
+      **static_options: ``preset`` (``"ros_hansen"``, the default, or ``"cmaes"``; module
+        docstring) and default termination thresholds under pycma's names.
+
+    Returns:
+      A `Strategy` with `SepCMAParams` and `SepCMAState`; time and memory per generation
+      are O(λ n).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, evojax_cma as ec
+      >>> es = ec.sep_cma_es(30)
+      >>> res = ec.minimize(es, lambda x: jnp.sum(x**2), jax.random.key(0), jnp.ones(30), 1.0,
+      ...                   options={"ftarget": 1e-8})
+      >>> bool(res.state.best_f <= 1e-8)
+      True
+    """
+    n = validation.check_int("num_dims", num_dims, 1)
+    lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
+    validation.check_options(
+        "sep_cma_es option(s)", static_options, {"preset"} | set(termination.STOP_NAMES)
+    )
+    preset = static_options.get("preset", "ros_hansen")
+    constants = sep_default_constants(n, lam, preset)
+    stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
+
+    def default_params() -> SepCMAParams:
+        """The preset's hyperparameters as arrays of JAX's default float dtype."""
+        dtype = jnp.result_type(float)
+        return SepCMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
+
+    def init(key: Array, x0: Any, sigma0: Any, params: SepCMAParams | None = None) -> SepCMAState:
+        """Start at mean `x0` with step size `sigma0` and C = I (`key` is unused)."""
+        del key
+        validation.check_vector("x0", x0, n)
+        validation.check_positive_scalar("sigma0", sigma0)
+        if params is None:
+            params = default_params()
+        elif not isinstance(params, SepCMAParams):
+            raise TypeError(f"params must be a SepCMAParams, got {type(params).__name__}")
+        elif np.shape(params.weights) != (lam,):
+            raise ValueError(
+                f"params.weights must have shape ({lam},), got {np.shape(params.weights)}"
+            )
+        x0 = jnp.asarray(x0)
+        dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
+        x0 = x0.astype(dtype)
+        zero, i0 = jnp.zeros(n, dtype), jnp.asarray(0, jnp.int32)
+        return SepCMAState(
+            mean=x0,
+            sigma=jnp.asarray(sigma0, dtype),
+            C=jnp.ones(n, dtype),
+            p_sigma=zero,
+            p_c=zero,
+            generation=i0,
+            evals=i0,
+            best_x=x0,
+            best_f=jnp.asarray(jnp.inf, dtype),
+            best_evals=i0,
+            sigma0=jnp.asarray(sigma0, dtype),
+            history=termination.init_history(n, lam, dtype),
+            params=SepCMAParams(*(jnp.asarray(p, dtype) for p in params)),
+        )
+
+    def ask(key: Array, state: SepCMAState, *, active: Any = True) -> tuple[Array, SepCMAState]:
+        """Sample λ points ``m + σ sqrt(c) ⊙ z`` (Eqs. 38-40 with a diagonal C)."""
+        del active  # nothing is amortised here
+        z = jax.random.normal(key, (lam, n), state.mean.dtype)
+        return state.mean[None, :] + state.sigma * (z * jnp.sqrt(state.C)[None, :]), state
+
+    def tell(state: SepCMAState, population: Any, fitness: Any) -> SepCMAState:
+        """Update mean, paths, σ and the diagonal of C from the evaluated population."""
+        validation.check_population("population", population, (lam, n))
+        validation.check_population("fitness", fitness, (lam,))
+        p = state.params
+        dtype = state.mean.dtype
+        population = jnp.asarray(population, dtype)
+        order, f_sorted = shaping.rank_order(jnp.asarray(fitness, dtype))
+        y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
+        w = jnp.maximum(p.weights, 0.0)
+        y_w = w @ y  # Eq. (41)
+        generation = state.generation + 1
+        paths = cumulate(
+            p,
+            p_sigma=state.p_sigma,
+            p_c=state.p_c,
+            sigma=state.sigma,
+            whitened_y_w=y_w / jnp.sqrt(state.C),
+            y_w=y_w,
+            mueff=positive_mueff(p.weights),
+            generation=generation,
+            h_sigma_rule="tutorial",
+        )
+        delta_h = (1 - paths.h_sigma) * p.c_c * (2 - p.c_c)
+        decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
+        C = decay * state.C + p.c1 * paths.p_c**2 + p.c_mu * (w @ y**2)  # Eq. (47), diagonal
+        evals = state.evals + lam
+        best_x, best_f, best_evals = termination.update_best(
+            state.best_x, state.best_f, state.best_evals, population[order[0]], f_sorted[0], evals
+        )
+        return SepCMAState(
+            mean=state.mean + p.c_m * state.sigma * y_w,  # Eq. (42)
+            sigma=paths.sigma,
+            C=C,
+            p_sigma=paths.p_sigma,
+            p_c=paths.p_c,
+            generation=generation,
+            evals=evals,
+            best_x=best_x,
+            best_f=best_f,
+            best_evals=best_evals,
+            sigma0=state.sigma0,
+            history=termination.update_history(state.history, f_sorted, generation),
+            params=p,
+        )
+
+    def summary(state: SepCMAState) -> termination.DistributionSummary:
+        stds = jnp.sqrt(state.C)
+        return termination.DistributionSummary(
+            mean=state.mean,
+            sigma=state.sigma,
+            sigma0=state.sigma0,
+            stds=stds,
+            p_c=state.p_c,
+            B=None,
+            D=stds,
+        )
+
+    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
+    return Strategy(
+        name="sep_cma_es",
+        num_dims=n,
+        popsize=lam,
+        options=tuple(sorted({"preset": preset, **stop_defaults}.items())),
+        default_params=default_params,
+        init=init,
+        ask=ask,
+        tell=tell,
+        stop=stop,
+        stop_options=stop_options,
+    )
