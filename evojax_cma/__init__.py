@@ -3,9 +3,13 @@
 from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
 from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
-from evojax_cma.run import FminResult, RunResult, fmin, minimize
+from evojax_cma.run import FminResult, RunResult, chunked_fitness, fmin, minimize
+from evojax_cma.strategies._score_function import GaussianState
 from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
+from evojax_cma.strategies.lm_ma_es import LMMAParams, LMMAState, lm_ma_es
+from evojax_cma.strategies.open_es import OpenESParams, open_es
 from evojax_cma.strategies.sep_cma_es import SepCMAParams, SepCMAState, sep_cma_es
+from evojax_cma.strategies.variational import VariationalParams, variational
 
 __version__ = "0.1.0"
 
@@ -16,15 +20,24 @@ __all__ = [
     "SepCMAParams",
     "SepCMAState",
     "FminResult",
+    "GaussianState",
+    "OpenESParams",
+    "VariationalParams",
+    "LMMAParams",
+    "LMMAState",
     "RunResult",
     "StopOptions",
     "Strategy",
     "centered_ranks",
+    "chunked_fitness",
     "cma_es",
     "fmin",
+    "lm_ma_es",
     "minimize",
+    "open_es",
     "rank_order",
     "ranks",
     "sep_cma_es",
     "stop_reasons",
+    "variational",
 ]

@@ -58,9 +58,7 @@ def test_presets_differ_only_in_c1_and_cmu():
 
 def _evals_to_target(es, fn, n, seeds):
     run = jax.jit(
-        jax.vmap(
-            lambda k: ec.minimize(es, fn, k, jnp.ones(n), 1.0, options={"ftarget": 1e-8})
-        )
+        jax.vmap(lambda k: ec.minimize(es, fn, k, jnp.ones(n), 1.0, options={"ftarget": 1e-8}))
     )
     res = run(jax.random.split(jax.random.key(3), seeds))
     assert bool(jnp.all(res.state.best_f <= 1e-8))

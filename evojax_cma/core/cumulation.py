@@ -46,7 +46,9 @@ def cumulate(
     Args:
       params: any params pytree with fields ``c_sigma``, ``c_c``, ``d_sigma``, ``chi_n`` and
         ``max_log_sigma_change``.
-      p_sigma, p_c, sigma: the current paths and step size.
+      p_sigma: the current conjugate evolution path.
+      p_c: the current rank-one evolution path.
+      sigma: the current step size.
       whitened_y_w: :math:`C^{-1/2} \langle y\rangle_w` with the factors the population was
         sampled from.
       y_w: the weighted mean step :math:`\langle y\rangle_w` (Eq. 41).
@@ -73,6 +75,6 @@ def cumulate(
 
 
 def positive_mueff(weights: Array) -> Array:
-    """:math:`\\mu_{\\rm eff}` of the positive weights (Eq. 8), traced from the params."""
+    r""":math:`\mu_{\rm eff}` of the positive weights (Eq. 8), traced from the params."""
     w_pos = jnp.maximum(weights, 0.0)
     return jnp.sum(w_pos) ** 2 / jnp.sum(w_pos**2)

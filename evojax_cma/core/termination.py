@@ -291,7 +291,8 @@ def make_stop_functions(
     """Build a strategy's ``stop_options(**overrides)`` and ``stop(state, options=None)``.
 
     Args:
-      num_dims, popsize: the strategy's dimension and population size.
+      num_dims: the strategy's dimension.
+      popsize: the strategy's population size.
       defaults: the strategy's own default thresholds (pycma names), validated here.
       summary: maps a state to its `DistributionSummary`. The state must have the fields
         ``history``, ``generation``, ``evals``, ``best_f`` and ``best_evals``.

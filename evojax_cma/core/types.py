@@ -36,6 +36,13 @@ class Strategy(NamedTuple):
       stop: ``(state, options=None) -> flags``, one boolean per name in
         `evojax_cma.STOP_NAMES`.
       stop_options: ``(**overrides) -> StopOptions`` with pycma's defaults.
+      ask_chunk: for strategies that support huge populations (`evojax_cma.open_es`,
+        `evojax_cma.variational`), ``(key, state, index) -> points`` of chunk `index`
+        (``chunk_size`` rows) of the population ``ask(key, state)`` would return; else None.
+      tell_keyed: ``(key, state, fitness) -> state``, the ``tell`` that regenerates the
+        noise of the ``ask`` `key` chunk by chunk instead of reading the population (the
+        points must be those ``ask_chunk`` produced); else None.
+      chunk_size: rows per chunk (``popsize`` when the strategy has no chunks).
     """
 
     name: str
@@ -48,3 +55,6 @@ class Strategy(NamedTuple):
     tell: Callable[..., Any]
     stop: Callable[..., Any]
     stop_options: Callable[..., Any]
+    ask_chunk: Callable[..., Any] | None = None
+    tell_keyed: Callable[..., Any] | None = None
+    chunk_size: int | None = None

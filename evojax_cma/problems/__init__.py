@@ -6,8 +6,10 @@ from evojax_cma.problems.functions import (
     diffpow,
     ellipsoid,
     linear,
+    random_rotation,
     rastrigin,
     rosenbrock,
+    rotated,
     sphere,
     tablet,
 )
@@ -18,8 +20,10 @@ __all__ = [
     "diffpow",
     "ellipsoid",
     "linear",
+    "random_rotation",
     "rastrigin",
     "rosenbrock",
+    "rotated",
     "sphere",
     "tablet",
 ]

@@ -64,3 +64,30 @@ HANSEN_SUITE = {
     "diffpow": diffpow,
 }
 """The functions of Hansen's testing procedure, in his order."""
+
+
+def random_rotation(key: Array, num_dims: int, dtype=None) -> Array:
+    """A Haar-random orthogonal ``(n, n)`` matrix (QR of a Gaussian matrix, signs fixed)."""
+    import jax
+
+    a = jax.random.normal(key, (num_dims, num_dims), dtype or jnp.result_type(float))
+    q, r = jnp.linalg.qr(a)
+    return q * jnp.sign(jnp.diag(r))[None, :]
+
+
+def rotated(fn, rotation: Array):
+    """``x -> fn(R x)``: a non-separable version of `fn` with the same minimum value.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from evojax_cma.problems import ellipsoid, random_rotation, rotated
+      >>> f = rotated(ellipsoid, random_rotation(jax.random.key(0), 5))
+      >>> float(f(jnp.zeros(5)))
+      0.0
+    """
+
+    def rotated_fn(x: Array) -> Array:
+        return fn(rotation.astype(x.dtype) @ x)
+
+    rotated_fn.__name__ = f"rotated_{getattr(fn, '__name__', 'fn')}"
+    return rotated_fn

@@ -39,8 +39,25 @@ def _population_fitness(fn: Callable, batched: bool, population: Array) -> Array
     return fn(population) if batched else jax.vmap(fn)(population)
 
 
-@partial(jax.jit, static_argnames=("strategy", "fn", "batched"))
-def _minimize(strategy, fn, batched, key, x0, sigma0, params, options):
+def chunked_fitness(
+    strategy: Strategy, fn: Callable, key: Array, state: Any, *, batched: bool = False
+) -> Array:
+    """Evaluate the population of ``ask(key, state)`` chunk by chunk (``lax.map``).
+
+    Only ``chunk_size x n`` points exist at a time; pair it with ``strategy.tell_keyed``.
+    """
+    if strategy.ask_chunk is None:
+        raise ValueError(f"strategy {strategy.name!r} has no chunked sampling")
+
+    def one(index):
+        return _population_fitness(fn, batched, strategy.ask_chunk(key, state, index))
+
+    num_chunks = strategy.popsize // strategy.chunk_size
+    return lax.map(one, jnp.arange(num_chunks)).reshape(strategy.popsize)
+
+
+@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "chunked"))
+def _minimize(strategy, fn, batched, chunked, key, x0, sigma0, params, options):
     state = strategy.init(key, x0, sigma0, params)
     no_stop = jnp.zeros(len(options), bool)
 
@@ -50,9 +67,13 @@ def _minimize(strategy, fn, batched, key, x0, sigma0, params, options):
     def body(carry):
         key, state, flags = carry
         key, k_ask = jax.random.split(key)
-        population, state = strategy.ask(k_ask, state, active=~jnp.any(flags))
-        fitness = _population_fitness(fn, batched, population)
-        state = strategy.tell(state, population, fitness)
+        if chunked:
+            fitness = chunked_fitness(strategy, fn, k_ask, state, batched=batched)
+            state = strategy.tell_keyed(k_ask, state, fitness)
+        else:
+            population, state = strategy.ask(k_ask, state, active=~jnp.any(flags))
+            fitness = _population_fitness(fn, batched, population)
+            state = strategy.tell(state, population, fitness)
         return key, state, strategy.stop(state, options)
 
     _, state, flags = lax.while_loop(cond, body, (key, state, no_stop))
@@ -69,6 +90,7 @@ def minimize(
     options: StopOptions | dict[str, Any] | None = None,
     *,
     batched: bool = False,
+    chunked: bool = False,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
 
@@ -82,7 +104,11 @@ def minimize(
       params: hyperparameters (defaults: ``strategy.default_params()``).
       options: termination thresholds, as `StopOptions` (vmappable) or a dict of pycma
         names (``ftarget``, ``maxfevals``, ``tolfun``, ...).
-      batched: whether `fn` evaluates a whole population at once.
+      batched: whether `fn` evaluates a whole population at once (with ``chunked``: a
+        whole chunk).
+      chunked: evaluate and tell chunk by chunk, never forming the population
+        (`chunked_fitness` and ``strategy.tell_keyed``; for `evojax_cma.open_es` and
+        `evojax_cma.variational`). Same result as unchunked, to rounding.
 
     Returns:
       `RunResult` with the final state and the flags of the criteria that fired.
@@ -107,7 +133,9 @@ def minimize(
         params = strategy.default_params()
     check_vector("x0", x0, strategy.num_dims)
     check_positive_scalar("sigma0", sigma0)
-    return _minimize(strategy, fn, batched, key, x0, sigma0, params, options)
+    if chunked and strategy.tell_keyed is None:
+        raise ValueError(f"chunked=True needs a strategy with chunks; {strategy.name!r} has none")
+    return _minimize(strategy, fn, batched, chunked, key, x0, sigma0, params, options)
 
 
-__all__ = ["RunResult", "minimize"]
+__all__ = ["RunResult", "chunked_fitness", "minimize"]

@@ -1,0 +1,215 @@
+"""The ask/tell skeleton shared by OpenAI-ES and variational optimisation.
+
+Both sample ``x_i = m + σ ⊙ ε_i`` (σ a scalar or a vector), shape the fitness into
+utilities ``u`` and form gradient estimates from sums ``Σ_i u_i φ(ε_i)`` that an optax
+optimiser turns into updates. This module holds what is common: the state, sampling by
+chunks (`evojax_cma.core.gaussian`), the two tells (from the population, or from the key
+with the noise regenerated chunk by chunk), best-point bookkeeping and termination. Each
+strategy module supplies its features φ, its update and its paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from evojax_cma.core import termination, validation
+from evojax_cma.core.gaussian import NoisePlan, all_noise, noise_chunk, utility_sums
+from evojax_cma.core.shaping import rank_order
+from evojax_cma.core.types import Strategy
+
+
+class GaussianState(NamedTuple):
+    """State of a score-function strategy (`evojax_cma.open_es`, `evojax_cma.variational`).
+
+    Attributes:
+      mean: distribution mean (the solution being trained).
+      sigma: standard deviation, a scalar (OpenAI-ES) or one per coordinate (variational).
+      opt_state: the optax state(s).
+      generation: number of completed ``tell`` calls.
+      evals: number of evaluations told so far.
+      best_x, best_f, best_evals: best point seen, its fitness, and ``evals`` then.
+      sigma0: initial σ (scalar).
+      history: `FitnessHistory` for the termination criteria.
+      params: the strategy's params.
+    """
+
+    mean: Array
+    sigma: Array
+    opt_state: Any
+    generation: Array
+    evals: Array
+    best_x: Array
+    best_f: Array
+    best_evals: Array
+    sigma0: Array
+    history: termination.FitnessHistory
+    params: Any
+
+
+Update = Callable[[GaussianState, tuple[Array, ...]], tuple[Array, Array, Any]]
+
+
+def score_function_strategy(
+    *,
+    name: str,
+    plan: NoisePlan,
+    shaping_fn: Callable[[Array], Array],
+    features: Callable[[Array], tuple[Array, ...]],
+    update: Update,
+    default_params: Callable[[], Any],
+    check_params: Callable[[Any], Any],
+    init_sigma: Callable[[Array, Any], Array],
+    init_opt: Callable[[Array, Array, Any], Any],
+    options: dict[str, Any],
+    stop_defaults: dict[str, Any],
+) -> Strategy:
+    """Assemble a `Strategy` from a strategy's features and update rule.
+
+    Args:
+      name: the strategy's name.
+      plan: popsize, dimension, chunking and antithetic flag.
+      shaping_fn: fitness ``(λ,)`` -> utilities ``(λ,)``, lower is better.
+      features: ``ε (k, n)`` -> tuple of ``(k, n)`` arrays φ whose utility-weighted sums
+        the update needs.
+      update: ``(state, sums) -> (mean, sigma, opt_state)``; ``sums[k] = Σ_i u_i φ_k(ε_i)``.
+      default_params: ``() -> params``.
+      check_params: validates user params before tracing, returns them.
+      init_sigma: ``(sigma0 array, params) -> sigma`` of the state.
+      init_opt: ``(mean, sigma, params) -> opt_state``.
+      options: the static options to record in ``Strategy.options``.
+      stop_defaults: default termination thresholds.
+    """
+    n, lam = plan.num_dims, plan.popsize
+
+    def init(key: Array, x0: Any, sigma0: Any, params: Any = None) -> GaussianState:
+        """Start at mean `x0` with step size `sigma0` (`key` is unused)."""
+        del key
+        validation.check_vector("x0", x0, n)
+        validation.check_positive_scalar("sigma0", sigma0)
+        params = default_params() if params is None else check_params(params)
+        x0 = jnp.asarray(x0)
+        dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
+        x0 = x0.astype(dtype)
+        s0 = jnp.asarray(sigma0, dtype)
+        sigma = init_sigma(s0, params)
+        i0 = jnp.asarray(0, jnp.int32)
+        return GaussianState(
+            mean=x0,
+            sigma=sigma,
+            opt_state=init_opt(x0, sigma, params),
+            generation=i0,
+            evals=i0,
+            best_x=x0,
+            best_f=jnp.asarray(jnp.inf, dtype),
+            best_evals=i0,
+            sigma0=s0,
+            history=termination.init_history(n, lam, dtype),
+            params=params,
+        )
+
+    def points(state: GaussianState, eps: Array) -> Array:
+        return state.mean[None, :] + jnp.reshape(state.sigma, (1, -1)) * eps
+
+    def ask(key: Array, state: GaussianState, *, active: Any = True) -> tuple[Array, GaussianState]:
+        """All λ points ``m + σ ε``; chunk c's noise comes from ``fold_in(key, c)``."""
+        del active
+        return points(state, all_noise(plan, key, state.mean.dtype)), state
+
+    def ask_chunk(key: Array, state: GaussianState, index: Any) -> Array:
+        """The ``chunk_size`` points of chunk `index` of ``ask(key, state)``."""
+        return points(state, noise_chunk(plan, key, index, state.mean.dtype))
+
+    def finish(state, sums, best_x, f_sorted) -> GaussianState:
+        mean, sigma, opt_state = update(state, sums)
+        generation = state.generation + 1
+        evals = state.evals + lam
+        best = termination.update_best(
+            state.best_x, state.best_f, state.best_evals, best_x, f_sorted[0], evals
+        )
+        return GaussianState(
+            mean=mean,
+            sigma=sigma,
+            opt_state=opt_state,
+            generation=generation,
+            evals=evals,
+            best_x=best[0],
+            best_f=best[1],
+            best_evals=best[2],
+            sigma0=state.sigma0,
+            history=termination.update_history(state.history, f_sorted, generation),
+            params=state.params,
+        )
+
+    def prepare(state: GaussianState, fitness: Any):
+        validation.check_population("fitness", fitness, (lam,))
+        fitness = jnp.asarray(fitness, state.mean.dtype)
+        order, f_sorted = rank_order(fitness)
+        return shaping_fn(fitness).astype(state.mean.dtype), order, f_sorted
+
+    def tell(state: GaussianState, population: Any, fitness: Any) -> GaussianState:
+        """Update from the evaluated population: ``ε = (x - m) / σ`` for each point."""
+        validation.check_population("population", population, (lam, n))
+        u, order, f_sorted = prepare(state, fitness)
+        population = jnp.asarray(population, state.mean.dtype)
+        eps = (population - state.mean[None, :]) / jnp.reshape(state.sigma, (1, -1))
+        sums = tuple(u @ phi for phi in features(eps))
+        return finish(state, sums, population[order[0]], f_sorted)
+
+    def tell_keyed(key: Array, state: GaussianState, fitness: Any) -> GaussianState:
+        """Update from the ``ask`` key, regenerating the noise chunk by chunk.
+
+        Memory is ``chunk_size x n``: the population is never formed. The points must be
+        those `ask_chunk` produced with this key and state.
+        """
+        u, order, f_sorted = prepare(state, fitness)
+        sums = utility_sums(plan, key, u, features, state.mean.dtype)
+        best = ask_chunk(key, state, order[0] // plan.chunk_size)[order[0] % plan.chunk_size]
+        return finish(state, sums, best, f_sorted)
+
+    def summary(state: GaussianState) -> termination.DistributionSummary:
+        sigma_vec = jnp.broadcast_to(state.sigma, (n,))
+        scale = jnp.exp(jnp.mean(jnp.log(sigma_vec)))
+        stds = sigma_vec / scale
+        return termination.DistributionSummary(
+            mean=state.mean,
+            sigma=scale,
+            sigma0=state.sigma0,
+            stds=stds,
+            p_c=jnp.zeros_like(stds),
+            B=None,
+            D=stds,
+        )
+
+    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
+    return Strategy(
+        name=name,
+        num_dims=n,
+        popsize=lam,
+        options=tuple(sorted({**options, **stop_defaults}.items())),
+        default_params=default_params,
+        init=init,
+        ask=ask,
+        tell=tell,
+        stop=stop,
+        stop_options=stop_options,
+        ask_chunk=ask_chunk,
+        tell_keyed=tell_keyed,
+        chunk_size=plan.chunk_size,
+    )
+
+
+def check_named_tuple(params: Any, cls: type, n_fields_shapes: dict[str, tuple]) -> Any:
+    """Require `params` to be a `cls` whose named array fields have the given shapes."""
+    if not isinstance(params, cls):
+        raise TypeError(f"params must be a {cls.__name__}, got {type(params).__name__}")
+    for field, shape in n_fields_shapes.items():
+        if np.shape(getattr(params, field)) != shape:
+            raise ValueError(
+                f"params.{field} must have shape {shape}, got {np.shape(getattr(params, field))}"
+            )
+    return params

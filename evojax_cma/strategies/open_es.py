@@ -1,0 +1,162 @@
+r"""OpenAI-ES: a search-gradient estimate fed to an optax optimiser.
+
+Reference:
+  T. Salimans, J. Ho, X. Chen, S. Sidor, I. Sutskever. Evolution Strategies as a Scalable
+  Alternative to Reinforcement Learning. arXiv:1703.03864, 2017. ``[SHC17]`` below.
+
+For the Gaussian smoothing :math:`J(m) = E_{\varepsilon \sim N(0, I)} f(m + \sigma\varepsilon)`
+the score function gives :math:`\nabla_m J = \frac{1}{\sigma} E[f(m + \sigma\varepsilon)\,
+\varepsilon]`, estimated from λ samples as ([SHC17], Algorithm 1 and 2)
+
+.. math:: g = \frac{1}{\lambda \sigma} \sum_{i=1}^{\lambda} u_i \varepsilon_i,
+
+with utilities :math:`u_i` from fitness shaping (centred ranks by default, [SHC17] §2.2;
+``shaping="raw"`` uses :math:`u_i = f_i` and gives the unbiased estimator). Antithetic
+(mirrored) sampling pairs :math:`\varepsilon` with :math:`-\varepsilon` ([SHC17] §2.2).
+Weight decay adds ``weight_decay * m`` to :math:`g` (the L2 penalty of [SHC17] §2.2), and
+the optax optimiser (Adam by default, [SHC17] §3) turns :math:`g` into a step. σ is fixed or
+decays geometrically: :math:`\sigma \leftarrow \max(\sigma_{\min}, \sigma \cdot
+\text{sigma\_decay})` after each generation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import optax
+from jax import Array
+
+from evojax_cma.core import termination, validation
+from evojax_cma.core.gaussian import (
+    NoisePlan,
+    check_chunking,
+    check_hparams,
+    optimizer_spec,
+    resolve_shaping,
+)
+from evojax_cma.core.types import Strategy
+from evojax_cma.strategies._score_function import (
+    GaussianState,
+    check_named_tuple,
+    score_function_strategy,
+)
+
+
+class OpenESParams(NamedTuple):
+    """Numeric hyperparameters of OpenAI-ES (vmap over any of them).
+
+    Attributes:
+      optimizer: dict of the optax hyperparameters that are injected (``learning_rate``,
+        ``b1``, ``b2``, ``eps``, ... for Adam); empty for a ready ``GradientTransformation``.
+      weight_decay: L2 coefficient added to the gradient as ``weight_decay * mean``.
+      sigma_decay: factor applied to σ after each generation (1: fixed σ).
+      sigma_min: lower bound of σ under decay.
+    """
+
+    optimizer: dict[str, Array]
+    weight_decay: Array
+    sigma_decay: Array
+    sigma_min: Array
+
+
+def open_es(
+    num_dims: int,
+    popsize: int,
+    *,
+    optimizer: Any = optax.adam,
+    learning_rate: float = 0.01,
+    antithetic: bool = True,
+    shaping: Any = "centered_ranks",
+    chunk_size: int | None = None,
+    weight_decay: float = 0.0,
+    sigma_decay: float = 1.0,
+    sigma_min: float = 0.0,
+    **stop_options: Any,
+) -> Strategy:
+    """Build an OpenAI-ES strategy (minimisation) on the common ``init/ask/tell`` interface.
+
+    Args:
+      num_dims: dimension n, >= 1.
+      popsize: λ, >= 2 (even with antithetic sampling).
+      optimizer: an optax factory taking ``learning_rate`` (default ``optax.adam``), whose
+        float hyperparameters go into params, or a ready ``optax.GradientTransformation``.
+      learning_rate: default learning rate for a factory, > 0.
+      antithetic: mirrored sampling, ``[ε; -ε]`` in every chunk.
+      shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"cma_weights"``, ``"raw"``
+        or a function ``fitness (λ,) -> utilities (λ,)`` (lower is better).
+      chunk_size: rows per noise chunk (must divide popsize; even if antithetic). With it,
+        ``ask_chunk``/``tell_keyed`` and ``minimize(..., chunked=True)`` never form the
+        whole population. Default: one chunk.
+      weight_decay: default L2 coefficient (see `OpenESParams`), >= 0.
+      sigma_decay: default factor on σ per generation (1: fixed σ), > 0.
+      sigma_min: default lower bound of σ under decay, >= 0.
+      **stop_options: default termination thresholds under pycma's names.
+
+    Returns:
+      A `Strategy` whose state is a `GaussianState` with scalar σ.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, evojax_cma as ec
+      >>> es = ec.open_es(10, 50, learning_rate=0.05)
+      >>> res = ec.minimize(es, lambda x: jnp.sum(x**2), jax.random.key(0), jnp.ones(10),
+      ...                   0.1, options={"maxiter": 300})
+      >>> bool(res.state.best_f < 0.1)
+      True
+    """
+    n = validation.check_int("num_dims", num_dims, 1)
+    lam = validation.check_int("popsize", popsize, 2)
+    if not isinstance(antithetic, bool):
+        raise TypeError(f"antithetic must be a bool, got {antithetic!r}")
+    plan = NoisePlan(lam, n, check_chunking(lam, chunk_size, antithetic), antithetic)
+    spec = optimizer_spec(optimizer, learning_rate)
+    shaping_fn = resolve_shaping(shaping)
+    for name, v in (("weight_decay", weight_decay), ("sigma_min", sigma_min)):
+        if not v >= 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+    if not sigma_decay > 0:
+        raise ValueError(f"sigma_decay must be > 0, got {sigma_decay}")
+    validation.check_options("open_es option(s)", stop_options, set(termination.STOP_NAMES))
+    tx = spec.build()
+
+    def default_params() -> OpenESParams:
+        """The constructor's defaults as arrays of JAX's default float dtype."""
+        f = jnp.result_type(float)
+        return OpenESParams(
+            optimizer={k: jnp.asarray(v, f) for k, v in spec.defaults.items()},
+            weight_decay=jnp.asarray(weight_decay, f),
+            sigma_decay=jnp.asarray(sigma_decay, f),
+            sigma_min=jnp.asarray(sigma_min, f),
+        )
+
+    def check_params(params: Any) -> OpenESParams:
+        check_named_tuple(params, OpenESParams, {"weight_decay": ()})
+        check_hparams("params.optimizer", params.optimizer)
+        return params
+
+    def update(state: GaussianState, sums: tuple[Array, ...]) -> tuple[Array, Array, Any]:
+        p = state.params
+        grad = sums[0] / (lam * state.sigma) + p.weight_decay * state.mean  # [SHC17] Alg. 1
+        updates, opt_state = tx.update(grad, state.opt_state, state.mean)
+        mean = optax.apply_updates(state.mean, updates)
+        sigma = jnp.maximum(p.sigma_min, state.sigma * p.sigma_decay)
+        return mean, sigma.astype(state.sigma.dtype), opt_state
+
+    return score_function_strategy(
+        name="open_es",
+        plan=plan,
+        shaping_fn=shaping_fn,
+        features=lambda eps: (eps,),
+        update=update,
+        default_params=default_params,
+        check_params=check_params,
+        init_sigma=lambda s0, params: s0,
+        init_opt=lambda mean, sigma, params: spec.build(params.optimizer or None).init(mean),
+        options=dict(
+            antithetic=antithetic,
+            chunk_size=plan.chunk_size,
+            shaping=getattr(shaping_fn, "__name__", str(shaping_fn)),
+            optimizer=getattr(optimizer, "__name__", type(optimizer).__name__),
+        ),
+        stop_defaults=stop_options,
+    )
