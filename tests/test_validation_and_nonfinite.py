@@ -81,8 +81,11 @@ def test_ranking_rule_for_non_finite_and_ties():
     assert np.isinf(np.asarray(sorted_f[4:])).all() and np.isfinite(np.asarray(sorted_f[:4])).all()
     r = ec.ranks(f)
     assert sorted(r.tolist()) == list(range(7))  # each rank once: weights sum unchanged
-    c = ec.centered_ranks(f)
-    assert float(c.min()) == -0.5 and float(c.max()) == 0.5 and abs(float(c.sum())) < 1e-12
+    c = ec.centered_ranks(f)  # utilities: tied values (here the non-finite ones) share
+    assert float(c.min()) == -0.5 and abs(float(c.sum())) < 1e-12
+    assert float(c[1]) == float(c[3]) == float(c[5]) == float(c.max())
+    assert abs(float(c.max()) - (5 / 6 - 0.5)) < 1e-12
+    assert float(c[2]) == float(c[4])
 
 
 def test_ties_do_not_change_the_update_mass():

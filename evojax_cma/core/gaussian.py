@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ import optax
 from jax import Array, lax
 
 from evojax_cma.core import shaping
+from evojax_cma.core.validation import is_concrete
 
 Shaping = Callable[[Array], Array]
 
@@ -148,12 +149,13 @@ def optimizer_spec(optimizer: Any, learning_rate: float) -> OptimizerSpec:
     for name, p in inspect.signature(optimizer).parameters.items():
         if isinstance(p.default, float) and name != "learning_rate":
             defaults[name] = p.default
-    return OptimizerSpec(optimizer, None, defaults)
+    factory = cast(Callable[..., optax.GradientTransformation], optimizer)
+    return OptimizerSpec(factory, None, defaults)
 
 
 def check_hparams(name: str, hparams: dict[str, Any]) -> None:
     """Require a positive learning rate where it is concrete (checked before tracing)."""
     lr = hparams.get("learning_rate")
-    if lr is not None and not isinstance(lr, jax.core.Tracer):
+    if lr is not None and is_concrete(lr):
         if not jnp.all(jnp.asarray(lr) > 0):
             raise ValueError(f"{name}['learning_rate'] must be > 0, got {lr}")

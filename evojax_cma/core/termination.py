@@ -32,6 +32,8 @@ signed path, so negative components always pass); the best-f history of ``tolfun
 ``floor(10 + 30 n / λ)`` entries as in pycma, but the ``tolstagnation`` windows keep the
 length ``tolstagnation / 10`` fixed, where pycma lets them grow to a tenth of the whole run
 once the run is longer than ``tolstagnation`` iterations (a growing window needs unbounded
+memory), and are capped at `MAX_STAGNATION_WINDOW` entries (the default tolstagnation grows
+as ``n^1.5 / λ``: at n = 1e6, λ = 100 uncapped windows would take 1.6 GB of float32
 memory); the flat-fitness counter is advanced in ``tell`` rather than in ``stop()``.
 """
 
@@ -128,6 +130,10 @@ def make_stop_options(
     return StopOptions(**fields)
 
 
+MAX_STAGNATION_WINDOW = 10_000
+"""Cap on the entries of each ``tolstagnation`` window (one entry per 5 iterations)."""
+
+
 class FitnessHistory(NamedTuple):
     """Bookkeeping of fitness values that the fitness-based criteria read."""
 
@@ -142,7 +148,7 @@ class FitnessHistory(NamedTuple):
 def history_sizes(num_dims: int, popsize: int) -> tuple[int, int]:
     """Capacities ``(H, S)`` of the two ring buffers of `FitnessHistory`."""
     recent = int(10 + 30 * num_dims / popsize)
-    window = default_tolstagnation(num_dims, popsize) // 10
+    window = min(default_tolstagnation(num_dims, popsize) // 10, MAX_STAGNATION_WINDOW)
     return recent, 2 * window
 
 

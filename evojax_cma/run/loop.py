@@ -46,13 +46,14 @@ def chunked_fitness(
 
     Only ``chunk_size x n`` points exist at a time; pair it with ``strategy.tell_keyed``.
     """
-    if strategy.ask_chunk is None:
+    ask_chunk, chunk_size = strategy.ask_chunk, strategy.chunk_size
+    if ask_chunk is None or chunk_size is None:
         raise ValueError(f"strategy {strategy.name!r} has no chunked sampling")
 
     def one(index):
-        return _population_fitness(fn, batched, strategy.ask_chunk(key, state, index))
+        return _population_fitness(fn, batched, ask_chunk(key, state, index))
 
-    num_chunks = strategy.popsize // strategy.chunk_size
+    num_chunks = strategy.popsize // chunk_size
     return lax.map(one, jnp.arange(num_chunks)).reshape(strategy.popsize)
 
 

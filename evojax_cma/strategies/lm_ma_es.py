@@ -158,26 +158,38 @@ def lm_ma_es(
         # Alg. 1, line 7: only the first min(t, m) transformations are applied.
         return jnp.where(jnp.arange(m) < state.generation, state.params.c_d, 0.0)
 
-    def transform(state: LMMAState, z: Array) -> Array:
-        def apply(d, jc):
-            M_j, c = jc
-            return (1 - c) * d + c * (d @ M_j)[:, None] * M_j[None, :], None  # line 8
+    # Every A_j maps span{v, M_1..M_m} into itself, so a chain of them applied to a batch v
+    # is v' = a v + beta M with a scalar a and beta (λ, m). Only the projections M v and
+    # the Gram matrix M M^T enter the recursion: two GEMMs of O(λ m n) instead of m
+    # sequential passes over (λ, n), and the recursion itself costs O(λ m^2).
+    def chain(state: LMMAState, v: Array, inverse: bool) -> Array:
+        M = state.M
+        Mv, gram = v @ M.T, M @ M.T
+        c = active_rates(state)
+        if inverse:  # Sherman-Morrison: A^{-1} u = (u - k M_j (M_j^T u)) / (1 - c)
+            k = c / ((1 - c) + c * jnp.diag(gram))
+        rows = jnp.arange(m)
 
-        return lax.scan(apply, z, (state.M, active_rates(state)))[0]
+        def step(carry, j):
+            a, beta = carry
+            proj = a * Mv[:, j] + beta @ gram[j]  # M_j^T u for the current u = a v + beta M
+            onehot = (rows == j).astype(v.dtype)[None, :]
+            if inverse:
+                a, beta = a / (1 - c[j]), (beta - (k[j] * proj)[:, None] * onehot) / (1 - c[j])
+            else:  # Alg. 1, line 8
+                a, beta = (1 - c[j]) * a, (1 - c[j]) * beta + (c[j] * proj)[:, None] * onehot
+            return (a, beta), None
 
-    def untransform(state: LMMAState, d: Array) -> Array:
-        def invert(v, jc):  # Sherman-Morrison: ((1-c) I + c M M^T)^{-1} v
-            M_j, c = jc
-            denom = (1 - c) + c * jnp.sum(M_j**2)
-            return (v - (c / denom) * (v @ M_j)[:, None] * M_j[None, :]) / (1 - c), None
-
-        return lax.scan(invert, d, (state.M, active_rates(state)), reverse=True)[0]
+        init = (jnp.asarray(1.0, v.dtype), jnp.zeros((v.shape[0], m), v.dtype))
+        order = rows[::-1] if inverse else rows
+        (a, beta), _ = lax.scan(step, init, order)
+        return a * v + beta @ M
 
     def ask(key: Array, state: LMMAState, *, active: Any = True) -> tuple[Array, LMMAState]:
         """Sample ``m + σ d``, ``d = A_m ... A_1 z`` (Alg. 1, lines 5-9)."""
         del active
         z = jax.random.normal(key, (lam, n), state.mean.dtype)
-        return state.mean[None, :] + state.sigma * transform(state, z), state
+        return state.mean[None, :] + state.sigma * chain(state, z, inverse=False), state
 
     def tell(state: LMMAState, population: Any, fitness: Any) -> LMMAState:
         """Update mean, paths, directions and σ (Alg. 1, lines 10-14)."""
@@ -188,7 +200,7 @@ def lm_ma_es(
         population = jnp.asarray(population, dtype)
         order, f_sorted = shaping.rank_order(jnp.asarray(fitness, dtype))
         d = (population[order] - state.mean[None, :]) / state.sigma
-        z = untransform(state, d)
+        z = chain(state, d, inverse=True)
         w = p.weights
         mueff = jnp.sum(w) ** 2 / jnp.sum(w**2)
         z_w, d_w = w @ z, w @ d

@@ -21,7 +21,7 @@ decays geometrically: :math:`\sigma \leftarrow \max(\sigma_{\min}, \sigma \cdot
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
 import optax
@@ -138,7 +138,7 @@ def open_es(
         p = state.params
         grad = sums[0] / (lam * state.sigma) + p.weight_decay * state.mean  # [SHC17] Alg. 1
         updates, opt_state = tx.update(grad, state.opt_state, state.mean)
-        mean = optax.apply_updates(state.mean, updates)
+        mean = cast(Array, optax.apply_updates(state.mean, updates))
         sigma = jnp.maximum(p.sigma_min, state.sigma * p.sigma_decay)
         return mean, sigma.astype(state.sigma.dtype), opt_state
 

@@ -26,7 +26,7 @@ to ``[sigma_min, sigma_max]`` after each step.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
 import optax
@@ -156,8 +156,10 @@ def variational(
         step, mean_opt = mean_tx.update(grad_mean, mean_opt, state.mean)
         log_sigma = jnp.log(state.sigma)
         s_step, sigma_opt = sigma_tx.update(grad_log_sigma, sigma_opt, log_sigma)
-        sigma = jnp.clip(jnp.exp(optax.apply_updates(log_sigma, s_step)), p.sigma_min, p.sigma_max)
-        return optax.apply_updates(state.mean, step), sigma, (mean_opt, sigma_opt)
+        log_sigma = cast(Array, optax.apply_updates(log_sigma, s_step))
+        sigma = jnp.clip(jnp.exp(log_sigma), p.sigma_min, p.sigma_max)
+        mean = cast(Array, optax.apply_updates(state.mean, step))
+        return mean, sigma, (mean_opt, sigma_opt)
 
     return score_function_strategy(
         name="variational",
