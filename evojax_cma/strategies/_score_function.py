@@ -92,24 +92,14 @@ def score_function_strategy(
         validation.check_vector("x0", x0, n)
         validation.check_positive_scalar("sigma0", sigma0)
         params = default_params() if params is None else check_params(params)
-        x0 = jnp.asarray(x0)
-        dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
-        x0 = x0.astype(dtype)
-        s0 = jnp.asarray(sigma0, dtype)
-        sigma = init_sigma(s0, params)
-        i0 = jnp.asarray(0, jnp.int32)
+        x0 = termination.start_point(x0)
+        sigma = init_sigma(jnp.asarray(sigma0, x0.dtype), params)
         return GaussianState(
             mean=x0,
             sigma=sigma,
             opt_state=init_opt(x0, sigma, params),
-            generation=i0,
-            evals=i0,
-            best_x=x0,
-            best_f=jnp.asarray(jnp.inf, dtype),
-            best_evals=i0,
-            sigma0=s0,
-            history=termination.init_history(n, lam, dtype),
             params=params,
+            **termination.initial_progress(x0, sigma0, n, lam),
         )
 
     def points(state: GaussianState, eps: Array) -> Array:
@@ -126,23 +116,12 @@ def score_function_strategy(
 
     def finish(state, sums, best_x, f_sorted) -> GaussianState:
         mean, sigma, opt_state = update(state, sums)
-        generation = state.generation + 1
-        evals = state.evals + lam
-        best = termination.update_best(
-            state.best_x, state.best_f, state.best_evals, best_x, f_sorted[0], evals
-        )
         return GaussianState(
             mean=mean,
             sigma=sigma,
             opt_state=opt_state,
-            generation=generation,
-            evals=evals,
-            best_x=best[0],
-            best_f=best[1],
-            best_evals=best[2],
-            sigma0=state.sigma0,
-            history=termination.update_history(state.history, f_sorted, generation),
             params=state.params,
+            **termination.next_progress(state, best_x, f_sorted),
         )
 
     def prepare(state: GaussianState, fitness: Any):

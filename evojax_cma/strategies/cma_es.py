@@ -251,13 +251,11 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         validation.check_vector("x0", x0, n)
         validation.check_positive_scalar("sigma0", sigma0)
         checked = default_params() if params is None else check_params(params)
-        x0 = jnp.asarray(x0)
-        dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
-        x0 = x0.astype(dtype)
+        x0 = termination.start_point(x0)
+        dtype = x0.dtype
         params = CMAParams(*(jnp.asarray(p, dtype) for p in checked))
         diag = jnp.asarray(c0_diag, dtype)
         zero = jnp.zeros(n, dtype)
-        i0 = jnp.asarray(0, jnp.int32)
         return CMAState(
             mean=x0,
             sigma=jnp.asarray(sigma0, dtype),
@@ -266,15 +264,9 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             D=jnp.sqrt(diag),
             p_sigma=zero,
             p_c=zero,
-            generation=i0,
-            evals=i0,
-            eigen_generation=i0,
-            best_x=x0,
-            best_f=jnp.asarray(jnp.inf, dtype),
-            best_evals=i0,
-            sigma0=jnp.asarray(sigma0, dtype),
-            history=termination.init_history(n, lam, dtype),
+            eigen_generation=jnp.asarray(0, jnp.int32),
             params=params,
+            **termination.initial_progress(x0, sigma0, n, lam),
         )
 
     def ask(key: Array, state: CMAState, *, active: Any = True) -> tuple[Array, CMAState]:
@@ -340,10 +332,6 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             decay * state.C + p.c1 * jnp.outer(p_c, p_c) + p.c_mu * ((y.T * w_circ[None, :]) @ y)
         )  # Eq. (47)
 
-        evals = state.evals + lam
-        best_x, best_f, best_evals = termination.update_best(
-            state.best_x, state.best_f, state.best_evals, population[order[0]], f_sorted[0], evals
-        )
         return CMAState(
             mean=mean,
             sigma=paths.sigma,
@@ -352,15 +340,9 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             D=state.D,
             p_sigma=paths.p_sigma,
             p_c=p_c,
-            generation=generation,
-            evals=evals,
             eigen_generation=state.eigen_generation,
-            best_x=best_x,
-            best_f=best_f,
-            best_evals=best_evals,
-            sigma0=state.sigma0,
-            history=termination.update_history(state.history, f_sorted, generation),
             params=p,
+            **termination.next_progress(state, population[order[0]], f_sorted),
         )
 
     def summary(state: CMAState) -> termination.DistributionSummary:

@@ -135,23 +135,15 @@ def lm_ma_es(
                 f"params.weights must have shape ({lam},) and params.c_d, params.c_c shape "
                 f"({m},), got {np.shape(params.weights)} and {np.shape(params.c_d)}"
             )
-        x0 = jnp.asarray(x0)
-        dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
-        x0 = x0.astype(dtype)
-        i0 = jnp.asarray(0, jnp.int32)
+        x0 = termination.start_point(x0)
+        dtype = x0.dtype
         return LMMAState(
             mean=x0,
             sigma=jnp.asarray(sigma0, dtype),
             p_sigma=jnp.zeros(n, dtype),
             M=jnp.zeros((m, n), dtype),
-            generation=i0,
-            evals=i0,
-            best_x=x0,
-            best_f=jnp.asarray(jnp.inf, dtype),
-            best_evals=i0,
-            sigma0=jnp.asarray(sigma0, dtype),
-            history=termination.init_history(n, lam, dtype),
             params=LMMAParams(*(jnp.asarray(p, dtype) for p in params)),
+            **termination.initial_progress(x0, sigma0, n, lam),
         )
 
     def active_rates(state: LMMAState) -> Array:
@@ -208,24 +200,13 @@ def lm_ma_es(
         p_sigma = (1 - cs) * state.p_sigma + jnp.sqrt(mueff * cs * (2 - cs)) * z_w  # line 11
         M = (1 - cc)[:, None] * state.M + jnp.sqrt(mueff * cc * (2 - cc))[:, None] * z_w[None, :]
         sigma = state.sigma * jnp.exp(cs / p.d_sigma * (jnp.sum(p_sigma**2) / n - 1))  # line 13
-        generation = state.generation + 1
-        evals = state.evals + lam
-        best_x, best_f, best_evals = termination.update_best(
-            state.best_x, state.best_f, state.best_evals, population[order[0]], f_sorted[0], evals
-        )
         return LMMAState(
             mean=state.mean + state.sigma * d_w,  # line 10
             sigma=sigma,
             p_sigma=p_sigma,
             M=M,
-            generation=generation,
-            evals=evals,
-            best_x=best_x,
-            best_f=best_f,
-            best_evals=best_evals,
-            sigma0=state.sigma0,
-            history=termination.update_history(state.history, f_sorted, generation),
             params=p,
+            **termination.next_progress(state, population[order[0]], f_sorted),
         )
 
     def summary(state: LMMAState) -> termination.DistributionSummary:

@@ -175,24 +175,16 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
             raise ValueError(
                 f"params.weights must have shape ({lam},), got {np.shape(params.weights)}"
             )
-        x0 = jnp.asarray(x0)
-        dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
-        x0 = x0.astype(dtype)
-        zero, i0 = jnp.zeros(n, dtype), jnp.asarray(0, jnp.int32)
+        x0 = termination.start_point(x0)
+        dtype = x0.dtype
         return SepCMAState(
             mean=x0,
             sigma=jnp.asarray(sigma0, dtype),
             C=jnp.ones(n, dtype),
-            p_sigma=zero,
-            p_c=zero,
-            generation=i0,
-            evals=i0,
-            best_x=x0,
-            best_f=jnp.asarray(jnp.inf, dtype),
-            best_evals=i0,
-            sigma0=jnp.asarray(sigma0, dtype),
-            history=termination.init_history(n, lam, dtype),
+            p_sigma=jnp.zeros(n, dtype),
+            p_c=jnp.zeros(n, dtype),
             params=SepCMAParams(*(jnp.asarray(p, dtype) for p in params)),
+            **termination.initial_progress(x0, sigma0, n, lam),
         )
 
     def ask(key: Array, state: SepCMAState, *, active: Any = True) -> tuple[Array, SepCMAState]:
@@ -212,7 +204,6 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = jnp.maximum(p.weights, 0.0)
         y_w = w @ y  # Eq. (41)
-        generation = state.generation + 1
         paths = cumulate(
             p,
             p_sigma=state.p_sigma,
@@ -221,30 +212,20 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
             whitened_y_w=y_w / jnp.sqrt(state.C),
             y_w=y_w,
             mueff=positive_mueff(p.weights),
-            generation=generation,
+            generation=state.generation + 1,
             h_sigma_rule="tutorial",
         )
         delta_h = (1 - paths.h_sigma) * p.c_c * (2 - p.c_c)
         decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
         C = decay * state.C + p.c1 * paths.p_c**2 + p.c_mu * (w @ y**2)  # Eq. (47), diagonal
-        evals = state.evals + lam
-        best_x, best_f, best_evals = termination.update_best(
-            state.best_x, state.best_f, state.best_evals, population[order[0]], f_sorted[0], evals
-        )
         return SepCMAState(
             mean=state.mean + p.c_m * state.sigma * y_w,  # Eq. (42)
             sigma=paths.sigma,
             C=C,
             p_sigma=paths.p_sigma,
             p_c=paths.p_c,
-            generation=generation,
-            evals=evals,
-            best_x=best_x,
-            best_f=best_f,
-            best_evals=best_evals,
-            sigma0=state.sigma0,
-            history=termination.update_history(state.history, f_sorted, generation),
             params=p,
+            **termination.next_progress(state, population[order[0]], f_sorted),
         )
 
     def summary(state: SepCMAState) -> termination.DistributionSummary:
