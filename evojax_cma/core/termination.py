@@ -273,6 +273,21 @@ class DistributionSummary(NamedTuple):
     D: Array  # (n,) axis lengths (any order), without sigma
 
 
+def diagonal_summary(
+    mean: Array, sigma: Array, sigma0: Array, stds: Array, p_c: Array | None = None
+) -> DistributionSummary:
+    """`DistributionSummary` of ``N(mean, sigma^2 diag(stds^2))`` (axes = coordinates)."""
+    return DistributionSummary(
+        mean=mean,
+        sigma=sigma,
+        sigma0=sigma0,
+        stds=stds,
+        p_c=jnp.zeros_like(stds) if p_c is None else p_c,
+        B=None,
+        D=stds,
+    )
+
+
 def stop_flags(
     opts: StopOptions,
     hist: FitnessHistory,

@@ -58,6 +58,18 @@ def check_population(name: str, value: Any, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {shape}, got shape {np.shape(value)}")
 
 
+def check_named_tuple(params: Any, cls: type, field_shapes: dict[str, tuple]) -> Any:
+    """Require `params` to be a `cls` whose named array fields have the given shapes."""
+    if not isinstance(params, cls):
+        raise TypeError(f"params must be a {cls.__name__}, got {type(params).__name__}")
+    for field, shape in field_shapes.items():
+        if np.shape(getattr(params, field)) != shape:
+            raise ValueError(
+                f"params.{field} must have shape {shape}, got {np.shape(getattr(params, field))}"
+            )
+    return params
+
+
 def check_options(name: str, given: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
     """Raise a `TypeError` for option names outside `allowed`."""
     unknown = sorted(set(given) - set(allowed))

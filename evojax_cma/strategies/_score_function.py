@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
 from evojax_cma.core import termination, validation
@@ -153,16 +152,7 @@ def score_function_strategy(
     def summary(state: GaussianState) -> termination.DistributionSummary:
         sigma_vec = jnp.broadcast_to(state.sigma, (n,))
         scale = jnp.exp(jnp.mean(jnp.log(sigma_vec)))
-        stds = sigma_vec / scale
-        return termination.DistributionSummary(
-            mean=state.mean,
-            sigma=scale,
-            sigma0=state.sigma0,
-            stds=stds,
-            p_c=jnp.zeros_like(stds),
-            B=None,
-            D=stds,
-        )
+        return termination.diagonal_summary(state.mean, scale, state.sigma0, sigma_vec / scale)
 
     stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
     return Strategy(
@@ -180,15 +170,3 @@ def score_function_strategy(
         tell_keyed=tell_keyed,
         chunk_size=plan.chunk_size,
     )
-
-
-def check_named_tuple(params: Any, cls: type, n_fields_shapes: dict[str, tuple]) -> Any:
-    """Require `params` to be a `cls` whose named array fields have the given shapes."""
-    if not isinstance(params, cls):
-        raise TypeError(f"params must be a {cls.__name__}, got {type(params).__name__}")
-    for field, shape in n_fields_shapes.items():
-        if np.shape(getattr(params, field)) != shape:
-            raise ValueError(
-                f"params.{field} must have shape {shape}, got {np.shape(getattr(params, field))}"
-            )
-    return params

@@ -128,13 +128,9 @@ def lm_ma_es(
         validation.check_positive_scalar("sigma0", sigma0)
         if params is None:
             params = default_params()
-        elif not isinstance(params, LMMAParams):
-            raise TypeError(f"params must be a LMMAParams, got {type(params).__name__}")
-        elif np.shape(params.weights) != (lam,) or np.shape(params.c_d) != (m,):
-            raise ValueError(
-                f"params.weights must have shape ({lam},) and params.c_d, params.c_c shape "
-                f"({m},), got {np.shape(params.weights)} and {np.shape(params.c_d)}"
-            )
+        else:
+            shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
+            validation.check_named_tuple(params, LMMAParams, shapes)
         x0 = termination.start_point(x0)
         dtype = x0.dtype
         return LMMAState(
@@ -211,15 +207,7 @@ def lm_ma_es(
 
     def summary(state: LMMAState) -> termination.DistributionSummary:
         ones = jnp.ones(n, state.mean.dtype)
-        return termination.DistributionSummary(
-            mean=state.mean,
-            sigma=state.sigma,
-            sigma0=state.sigma0,
-            stds=ones,
-            p_c=jnp.zeros_like(ones),
-            B=None,
-            D=ones,
-        )
+        return termination.diagonal_summary(state.mean, state.sigma, state.sigma0, ones)
 
     stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
     return Strategy(

@@ -36,11 +36,7 @@ from evojax_cma.core.gaussian import (
     resolve_shaping,
 )
 from evojax_cma.core.types import Strategy
-from evojax_cma.strategies._score_function import (
-    GaussianState,
-    check_named_tuple,
-    score_function_strategy,
-)
+from evojax_cma.strategies._score_function import GaussianState, score_function_strategy
 
 
 class OpenESParams(NamedTuple):
@@ -130,7 +126,7 @@ def open_es(
         )
 
     def check_params(params: Any) -> OpenESParams:
-        check_named_tuple(params, OpenESParams, {"weight_decay": ()})
+        validation.check_named_tuple(params, OpenESParams, {"weight_decay": ()})
         check_hparams("params.optimizer", params.optimizer)
         return params
 

@@ -169,12 +169,8 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         validation.check_positive_scalar("sigma0", sigma0)
         if params is None:
             params = default_params()
-        elif not isinstance(params, SepCMAParams):
-            raise TypeError(f"params must be a SepCMAParams, got {type(params).__name__}")
-        elif np.shape(params.weights) != (lam,):
-            raise ValueError(
-                f"params.weights must have shape ({lam},), got {np.shape(params.weights)}"
-            )
+        else:
+            validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
         x0 = termination.start_point(x0)
         dtype = x0.dtype
         return SepCMAState(
@@ -229,15 +225,8 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         )
 
     def summary(state: SepCMAState) -> termination.DistributionSummary:
-        stds = jnp.sqrt(state.C)
-        return termination.DistributionSummary(
-            mean=state.mean,
-            sigma=state.sigma,
-            sigma0=state.sigma0,
-            stds=stds,
-            p_c=state.p_c,
-            B=None,
-            D=stds,
+        return termination.diagonal_summary(
+            state.mean, state.sigma, state.sigma0, jnp.sqrt(state.C), state.p_c
         )
 
     stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)

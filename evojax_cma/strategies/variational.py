@@ -41,11 +41,7 @@ from evojax_cma.core.gaussian import (
     resolve_shaping,
 )
 from evojax_cma.core.types import Strategy
-from evojax_cma.strategies._score_function import (
-    GaussianState,
-    check_named_tuple,
-    score_function_strategy,
-)
+from evojax_cma.strategies._score_function import GaussianState, score_function_strategy
 
 
 class VariationalParams(NamedTuple):
@@ -137,7 +133,7 @@ def variational(
         )
 
     def check_params(params: Any) -> VariationalParams:
-        check_named_tuple(params, VariationalParams, {"weight_decay": ()})
+        validation.check_named_tuple(params, VariationalParams, {"weight_decay": ()})
         check_hparams("params.mean_optimizer", params.mean_optimizer)
         check_hparams("params.sigma_optimizer", params.sigma_optimizer)
         return params
