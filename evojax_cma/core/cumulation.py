@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 from jax import Array
 
+from evojax_cma.core.shaping import mueff_of
+
 H_SIGMA_RULES = ("pycma", "tutorial")
 
 
@@ -76,5 +78,4 @@ def cumulate(
 
 def positive_mueff(weights: Array) -> Array:
     r""":math:`\mu_{\rm eff}` of the positive weights (Eq. 8), traced from the params."""
-    w_pos = jnp.maximum(weights, 0.0)
-    return jnp.sum(w_pos) ** 2 / jnp.sum(w_pos**2)
+    return mueff_of(weights, jnp)

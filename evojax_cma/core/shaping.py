@@ -24,6 +24,7 @@ laid out as ``[+eps; -eps]``, index-ordered ranks on a plateau would push the me
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -132,30 +133,37 @@ SHAPINGS = {
 """Fitness-to-utility functions by name, for the ``shaping=`` option of the ES strategies."""
 
 
-def cma_raw_weights(popsize: int) -> np.ndarray:
+def cma_raw_weights(popsize: Any, capacity: int | None = None, xp: Any = np) -> Any:
     r"""Hansen's raw weights :math:`w'_i = \ln\frac{\lambda+1}{2} - \ln i` (tutorial Eq. 49).
 
     Positive weights are normalised to sum to one and negative weights to sum to minus one,
     as pycma's ``RecombinationWeights`` does before finalisation.
+
+    Args:
+      popsize: λ; may be a traced integer when ``xp`` is ``jax.numpy``.
+      capacity: length of the returned vector (default λ); entries from λ on are 0, so a
+        population padded to `capacity` rows with its padding ranked last is weighted as
+        one of λ rows.
+      xp: ``numpy`` (float64, the default) or ``jax.numpy``.
     """
-    i = np.arange(1, popsize + 1, dtype=np.float64)
-    w = np.log((popsize + 1) / 2.0) - np.log(i)
+    cap = popsize if capacity is None else capacity
+    i = xp.arange(1, cap + 1) * (np.float64(1.0) if xp is np else 1.0)
+    w = xp.where(i <= popsize, xp.log((popsize + 1) / 2.0) - xp.log(i), 0.0)
     pos, neg = w > 0, w < 0
-    w[pos] /= w[pos].sum()
-    if neg.any():
-        w[neg] /= -w[neg].sum()
-    return w
+    w = xp.where(pos, w / xp.sum(xp.where(pos, w, 0.0)), w)
+    neg_sum = xp.sum(xp.where(neg, w, 0.0))
+    return xp.where(neg, w / -xp.where(neg_sum < 0, neg_sum, -1.0), w)
 
 
-def mueff_of(weights: np.ndarray) -> float:
+def mueff_of(weights: Any, xp: Any = np) -> Any:
     """Variance-effective selection mass of the positive weights."""
-    wp = weights[weights > 0]
-    return float(wp.sum() ** 2 / (wp**2).sum())
+    wp = xp.maximum(weights, 0.0)
+    return xp.sum(wp) ** 2 / xp.sum(wp**2)
 
 
 def finalize_negative_weights(
-    weights: np.ndarray, num_dims: int, c1: float, c_mu: float
-) -> np.ndarray:
+    weights: Any, num_dims: int, c1: Any, c_mu: Any, xp: Any = np
+) -> Any:
     r"""Scale the negative weights as in the tutorial's Eqs. (50)-(53).
 
     The negative weights (already summing to -1) are multiplied by
@@ -164,21 +172,19 @@ def finalize_negative_weights(
     :math:`\alpha_{\mu_{\rm eff}}^- = 1 + 2\mu_{\rm eff}^-/(\mu_{\rm eff}+2)` and
     :math:`\alpha_{\rm posdef}^- = (1-c_1-c_\mu)/(n c_\mu)`; pycma's
     ``finalize_negative_weights`` applies the same three limits one after another.
+    Works with ``xp = numpy`` or ``jax.numpy`` (traced values) alike.
     """
-    w = np.array(weights, dtype=np.float64)
+    w = xp.asarray(weights)
     neg = w < 0
-    if not neg.any() or c_mu <= 0:
-        return w
-    mueff = mueff_of(w)
-    wn = w[neg]
-    mueff_minus = wn.sum() ** 2 / (wn**2).sum()
-    alpha = min(
-        1.0 + c1 / c_mu,
-        1.0 + 2.0 * mueff_minus / (mueff + 2.0),
-        (1.0 - c1 - c_mu) / (num_dims * c_mu),
+    wn = xp.where(neg, w, 0.0)
+    neg_sum = xp.where(neg.any(), xp.sum(wn), -1.0)
+    mueff_minus = neg_sum**2 / xp.where(neg.any(), xp.sum(wn**2), 1.0)
+    c_mu_safe = xp.where(c_mu > 0, c_mu, 1.0)
+    alpha = xp.minimum(
+        xp.minimum(1.0 + c1 / c_mu_safe, 1.0 + 2.0 * mueff_minus / (mueff_of(w, xp) + 2.0)),
+        (1.0 - c1 - c_mu) / (num_dims * c_mu_safe),
     )
-    w[neg] *= alpha / -wn.sum()
-    return w
+    return xp.where(neg & (c_mu > 0), w * alpha / -neg_sum, w)
 
 
 def expected_norm(num_dims: int, exact: bool = True) -> float:

@@ -90,16 +90,19 @@ def default_tolstagnation(num_dims: int, popsize: int) -> int:
     return int(100 + 100 * num_dims**1.5 / popsize)
 
 
-def default_stop_options(num_dims: int, popsize: int) -> dict[str, float]:
-    """Pycma 4.5's default thresholds for dimension `num_dims` and `popsize`."""
+def default_stop_options(num_dims: int, popsize: Any) -> dict[str, Any]:
+    """Pycma 4.5's default thresholds for dimension `num_dims` and `popsize`.
+
+    `popsize` may be a traced integer (restarts change it inside ``jit``).
+    """
     return dict(
         ftarget=-math.inf,
         maxfevals=math.inf,
-        maxiter=float(100 + 150 * (num_dims + 3) ** 2 // popsize**0.5),
+        maxiter=100.0 + (150 * (num_dims + 3) ** 2) // popsize**0.5,
         tolfun=1e-11,
         tolfunhist=1e-12,
         tolflatfitness=1.0,
-        tolstagnation=float(default_tolstagnation(num_dims, popsize)),
+        tolstagnation=(100.0 + 100.0 * num_dims**1.5 / popsize) // 1,
         tolx=1e-11,
         tolfacupx=1e3,
         tolupsigma=1e20,
@@ -190,14 +193,18 @@ def initial_progress(x0: Array, sigma0: Any, num_dims: int, popsize: int) -> dic
     )
 
 
-def next_progress(state: Any, best_x: Any, sorted_f: Array) -> dict[str, Any]:
+def next_progress(
+    state: Any, best_x: Any, sorted_f: Array, count: Any = None
+) -> dict[str, Any]:
     """The bookkeeping fields after a ``tell`` of `sorted_f` whose best point is `best_x`.
 
-    `state` has the fields of `initial_progress`; one generation of ``len(sorted_f)``
-    evaluations is counted.
+    `state` has the fields of `initial_progress`; one generation of `count` evaluations
+    (default ``len(sorted_f)``; a traced count when only the first rows are a population,
+    see `update_history`) is counted.
     """
     generation = state.generation + 1
-    evals = state.evals + sorted_f.shape[0]
+    count = sorted_f.shape[0] if count is None else count
+    evals = state.evals + count
     bx, bf, be = update_best(
         state.best_x, state.best_f, state.best_evals, best_x, sorted_f[0], evals
     )
@@ -208,7 +215,7 @@ def next_progress(state: Any, best_x: Any, sorted_f: Array) -> dict[str, Any]:
         best_f=bf,
         best_evals=be,
         sigma0=state.sigma0,
-        history=update_history(state.history, sorted_f, generation),
+        history=update_history(state.history, sorted_f, generation, count),
     )
 
 
@@ -224,14 +231,20 @@ def update_best(
     )
 
 
-def update_history(hist: FitnessHistory, sorted_f: Array, iteration: Array) -> FitnessHistory:
-    """Record the sorted (effective) fitness of iteration `iteration` (1-based)."""
-    lam = sorted_f.shape[0]
+def update_history(
+    hist: FitnessHistory, sorted_f: Array, iteration: Array, count: Any = None
+) -> FitnessHistory:
+    """Record the sorted (effective) fitness of iteration `iteration` (1-based).
+
+    Only the first `count` entries (default all; may be traced) are the population's; the
+    rest is padding that sorts last.
+    """
+    lam = sorted_f.shape[0] if count is None else count
     h = hist.recent_best.shape[0]
     recent = hist.recent_best.at[(iteration - 1) % h].set(sorted_f[0])
     i = lam // 2
-    median = sorted_f[i] if lam % 2 else 0.5 * (sorted_f[i - 1] + sorted_f[i])
-    flat = ~(sorted_f[0] < sorted_f[int(0.75 * lam)])
+    median = jnp.where(lam % 2 == 1, sorted_f[i], 0.5 * (sorted_f[i - 1] + sorted_f[i]))
+    flat = ~(sorted_f[0] < sorted_f[(3 * lam) // 4])
     flat_count = jnp.where(flat, hist.flat_count + 1, 0)
     s = hist.best_5.shape[0]
     record = (iteration % 5 == 0) & (s > 0)
@@ -240,7 +253,7 @@ def update_history(hist: FitnessHistory, sorted_f: Array, iteration: Array) -> F
     median_5 = jnp.where(record, hist.median_5.at[slot].set(median), hist.median_5)
     return FitnessHistory(
         recent_best=recent,
-        last_range=sorted_f[-1] - sorted_f[0],
+        last_range=sorted_f[lam - 1] - sorted_f[0],
         flat_count=flat_count.astype(jnp.int32),
         best_5=best_5,
         median_5=median_5,
@@ -297,7 +310,7 @@ def stop_flags(
     evals: Array,
     best_f: Array,
     best_evals: Array,
-    popsize: int,
+    popsize: Any,
 ) -> Array:
     """One boolean per criterion of `STOP_NAMES`; pure and jittable."""
     n = dist.mean.shape[0]
@@ -355,6 +368,7 @@ def make_stop_functions(
     popsize: int,
     defaults: dict[str, Any],
     summary: Callable[[Any], DistributionSummary],
+    popsize_of: Callable[[Any], Any] | None = None,
 ) -> tuple[Callable[..., StopOptions], Callable[..., Array]]:
     """Build a strategy's ``stop_options(**overrides)`` and ``stop(state, options=None)``.
 
@@ -364,6 +378,8 @@ def make_stop_functions(
       defaults: the strategy's own default thresholds (pycma names), validated here.
       summary: maps a state to its `DistributionSummary`. The state must have the fields
         ``history``, ``generation``, ``evals``, ``best_f`` and ``best_evals``.
+      popsize_of: maps a state to its (possibly traced) population size, for strategies
+        whose active λ is a parameter (default: `popsize`).
     """
     make_stop_options(num_dims, popsize, **defaults)  # validate early
 
@@ -382,7 +398,7 @@ def make_stop_functions(
             evals=state.evals,
             best_f=state.best_f,
             best_evals=state.best_evals,
-            popsize=popsize,
+            popsize=popsize if popsize_of is None else popsize_of(state),
         )
         return flags & (state.generation > 0)
 

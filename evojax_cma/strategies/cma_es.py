@@ -70,6 +70,9 @@ class CMAParams(NamedTuple):
       chi_n: E‖N(0, I)‖ used in Eq. (44).
       max_log_sigma_change: bound on ``|log(σ_new/σ)|`` per generation (pycma: 1).
       eigen_gap: generations between two eigendecompositions of C (0: every one).
+      popsize: λ, the number of leading rows of ``ask``'s population that form the
+        generation (int32, at most the strategy's ``popsize``); ``tell`` ignores the other
+        rows, so one compiled strategy runs (and vmaps over) several population sizes.
     """
 
     weights: Array
@@ -82,6 +85,7 @@ class CMAParams(NamedTuple):
     chi_n: Array
     max_log_sigma_change: Array
     eigen_gap: Array
+    popsize: Array
 
 
 class CMAState(NamedTuple):
@@ -125,27 +129,42 @@ class CMAState(NamedTuple):
 
 
 def default_constants(
-    num_dims: int, popsize: int, preset: str = "pycma", active: bool = True
+    num_dims: int,
+    popsize: Any,
+    preset: str = "pycma",
+    active: bool = True,
+    capacity: int | None = None,
+    xp: Any = np,
 ) -> dict[str, Any]:
-    """Default hyperparameters as float64 NumPy values (see the module table)."""
+    """Default hyperparameters (see the module table) for λ = `popsize`.
+
+    With ``xp = numpy`` (the default) the values are float64 NumPy scalars and arrays; with
+    ``xp = jax.numpy`` `popsize` may be traced (restarts change λ inside ``jit``). The
+    weights have `capacity` entries (default λ), zero from λ on.
+    """
     n, lam = num_dims, popsize
-    weights = shaping.cma_raw_weights(lam)  # Eq. (49)
-    mueff = shaping.mueff_of(weights)  # Eq. (8)
+    weights = shaping.cma_raw_weights(lam, capacity, xp)  # Eq. (49)
+    mueff = shaping.mueff_of(weights, xp)  # Eq. (8)
     if preset == "pycma":
-        c1 = min(1.0, lam / 6.0) * 2.0 / ((n + 1.3) ** 2 + mueff)
-        c_mu = min(1.0 - c1, 2.0 * (0.25 + mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff))
-        c_sigma = min(0.5, (mueff + 2.0) / (n + mueff + 3.0))
+        c1 = xp.minimum(1.0, lam / 6.0) * 2.0 / ((n + 1.3) ** 2 + mueff)
+        c_mu = xp.minimum(
+            1.0 - c1, 2.0 * (0.25 + mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff)
+        )
+        c_sigma = xp.minimum(0.5, (mueff + 2.0) / (n + mueff + 3.0))
         d_eff = max(1.0, 3.0 * (1.0 - 0.5 ** (n / 9.0)))
-        d_sigma = 1.0 + 2.0 * max(0.0, d_eff * math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0)
+        d_sigma = 1.0 + 2.0 * xp.maximum(0.0, d_eff * xp.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0)
         d_sigma += c_sigma
         chi_n = shaping.expected_norm(n, exact=True)
         max_log = 1.0
         eigen_gap = 1.0 / (c1 + c_mu + 1e-23) / n / 10.0
     elif preset == "tutorial":
         c1 = 2.0 / ((n + 1.3) ** 2 + mueff)  # Eq. (57)
-        c_mu = min(1.0 - c1, 2.0 * (mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff))  # (58)
+        c_mu = xp.minimum(
+            1.0 - c1, 2.0 * (mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff)
+        )  # Eq. (58)
         c_sigma = (mueff + 2.0) / (n + mueff + 5.0)  # Eq. (55)
-        d_sigma = 1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_sigma
+        d_sigma = 1.0 + 2.0 * xp.maximum(0.0, xp.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0)
+        d_sigma += c_sigma
         chi_n = shaping.expected_norm(n, exact=False)
         max_log = math.inf
         eigen_gap = 0.0
@@ -153,9 +172,9 @@ def default_constants(
         raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
     c_c = (4.0 + mueff / n) / (n + 4.0 + 2.0 * mueff / n)  # Eq. (56)
     if active:
-        weights = shaping.finalize_negative_weights(weights, n, c1, c_mu)  # Eqs. (50)-(53)
+        weights = shaping.finalize_negative_weights(weights, n, c1, c_mu, xp)  # Eqs. (50)-(53)
     else:
-        weights = np.where(weights > 0, weights, 0.0)
+        weights = xp.where(weights > 0, weights, 0.0)
     return dict(
         weights=weights,
         c_m=1.0,
@@ -167,6 +186,7 @@ def default_constants(
         chi_n=chi_n,
         max_log_sigma_change=max_log,
         eigen_gap=eigen_gap,
+        popsize=lam,
     )
 
 
@@ -178,12 +198,24 @@ def default_popsize(num_dims: int) -> int:
 _STRUCTURAL_OPTIONS = frozenset({"preset", "active"})
 
 
-def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> Strategy:
+def cma_es(
+    num_dims: int,
+    popsize: int | None = None,
+    *,
+    max_popsize: int | None = None,
+    **static_options: Any,
+) -> Strategy:
     """Build a CMA-ES strategy (minimisation).
 
     Args:
       num_dims: dimension n of the search space, >= 1.
       popsize: λ, >= 2; defaults to ``4 + floor(3 ln n)``.
+      max_popsize: number of rows ``ask`` samples (default λ). With a larger value the
+        active λ is ``params.popsize``, anything from 2 to `max_popsize`, set by
+        ``default_params(popsize)``: the extra rows are sampled and ignored, which is how
+        restarts grow λ inside ``jit`` (`evojax_cma.minimize_restarts`) and how a vmapped
+        sweep covers several population sizes. Each generation then costs as much as one
+        of `max_popsize` points.
       **static_options: ``preset`` (``"pycma"``, the default, or ``"tutorial"``; see the
         module docstring), ``active`` (bool, default True: negative weights in the
         covariance update), and default values of the termination criteria under pycma's
@@ -191,11 +223,13 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         `evojax_cma.core.termination`).
 
     Returns:
-      A `Strategy` whose params are `CMAParams` and whose state is `CMAState`.
+      A `Strategy` whose params are `CMAParams` and whose state is `CMAState`; its
+      ``popsize`` is the number of rows, `max_popsize`.
 
     Raises:
       TypeError: unknown option names or arguments of the wrong type.
-      ValueError: ``num_dims < 1``, ``popsize < 2`` or an unknown preset.
+      ValueError: ``num_dims < 1``, ``popsize < 2``, ``max_popsize < popsize`` or an
+        unknown preset.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -209,6 +243,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
     """
     n = validation.check_int("num_dims", num_dims, 1)
     lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
+    cap = lam if max_popsize is None else validation.check_int("max_popsize", max_popsize, lam)
     validation.check_options(
         "cma_es option(s)", static_options, _STRUCTURAL_OPTIONS | set(termination.STOP_NAMES)
     )
@@ -219,7 +254,6 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
     if not isinstance(active, bool):
         raise TypeError(f"active must be a bool, got {active!r}")
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
-    constants = default_constants(n, lam, preset, active)
     if preset == "pycma":
         c0_diag = np.exp(1e-4 * np.arange(n) / n)
         active_norm_eps, norm_eps_inside = 1e-9, True
@@ -227,18 +261,28 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         c0_diag = np.ones(n)
         active_norm_eps, norm_eps_inside = 1e-8, False
 
-    def default_params() -> CMAParams:
-        """The preset's hyperparameters as arrays of JAX's default float dtype."""
+    def default_params(popsize: Any = None) -> CMAParams:
+        """The preset's hyperparameters for λ = `popsize` (default: the strategy's λ).
+
+        `popsize` may be a traced integer (then computed in JAX's default float); the
+        values are arrays of JAX's default float dtype, ``popsize`` an int32.
+        """
         dtype = jnp.result_type(float)
-        return CMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
+        if popsize is None or validation.is_concrete(popsize):
+            size = lam if popsize is None else validation.check_int("popsize", popsize, 2)
+            if size > cap:
+                raise ValueError(f"popsize must be at most max_popsize={cap}, got {size}")
+            values = default_constants(n, size, preset, active, cap)
+        else:
+            values = default_constants(n, jnp.asarray(popsize), preset, active, cap, jnp)
+        fields = {k: jnp.asarray(v, dtype) for k, v in values.items() if k != "popsize"}
+        return CMAParams(**fields, popsize=jnp.asarray(values["popsize"], jnp.int32))
 
     def check_params(params: Any) -> CMAParams:
-        if not isinstance(params, CMAParams):
-            raise TypeError(f"params must be a CMAParams, got {type(params).__name__}")
-        if np.shape(params.weights) != (lam,):
-            raise ValueError(
-                f"params.weights must have shape ({lam},), got {np.shape(params.weights)}"
-            )
+        validation.check_named_tuple(params, CMAParams, {"weights": (cap,)})
+        size = params.popsize
+        if validation.is_concrete(size) and np.ndim(size) == 0 and not 2 <= int(size) <= cap:
+            raise ValueError(f"params.popsize must be in [2, {cap}], got {int(size)}")
         return params
 
     def init(key: Array, x0: Any, sigma0: Any, params: CMAParams | None = None) -> CMAState:
@@ -254,6 +298,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         x0 = termination.start_point(x0)
         dtype = x0.dtype
         params = CMAParams(*(jnp.asarray(p, dtype) for p in checked))
+        params = params._replace(popsize=jnp.asarray(checked.popsize, jnp.int32))
         diag = jnp.asarray(c0_diag, dtype)
         zero = jnp.zeros(n, dtype)
         return CMAState(
@@ -280,7 +325,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         need = need & jnp.asarray(active, bool)
         C, B, D = refresh_eigensystem(need, state.C, state.B, state.D)
         state = state._replace(C=C, B=B, D=D, eigen_generation=jnp.where(need, g, g_eig))
-        z = jax.random.normal(key, (lam, n), state.mean.dtype)
+        z = jax.random.normal(key, (cap, n), state.mean.dtype)
         population = state.mean[None, :] + state.sigma * ((z * D[None, :]) @ B.T)
         return population, state
 
@@ -290,12 +335,14 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
         The population is taken as evaluated: points may have been repaired or injected
         after ``ask``. Non-finite fitness ranks worst (`evojax_cma.core.shaping`).
         """
-        validation.check_population("population", population, (lam, n))
-        validation.check_population("fitness", fitness, (lam,))
+        validation.check_population("population", population, (cap, n))
+        validation.check_population("fitness", fitness, (cap,))
         p = state.params
         dtype = state.mean.dtype
         population = jnp.asarray(population, dtype)
         fitness = jnp.asarray(fitness, dtype)
+        # Rows from params.popsize on are padding: they rank after all others (weight 0).
+        fitness = jnp.where(jnp.arange(cap) < p.popsize, fitness, jnp.nan)
         order, f_sorted = shaping.rank_order(fitness)
         y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = p.weights
@@ -342,7 +389,7 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             p_c=p_c,
             eigen_generation=state.eigen_generation,
             params=p,
-            **termination.next_progress(state, population[order[0]], f_sorted),
+            **termination.next_progress(state, population[order[0]], f_sorted, p.popsize),
         )
 
     def summary(state: CMAState) -> termination.DistributionSummary:
@@ -356,13 +403,16 @@ def cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> 
             D=state.D,
         )
 
-    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
+    stop_options, stop = termination.make_stop_functions(
+        n, lam, stop_defaults, summary, lambda state: state.params.popsize
+    )
+    options = {"preset": preset, "active": active, "max_popsize": cap, **stop_defaults}
 
     return Strategy(
         name="cma_es",
         num_dims=n,
-        popsize=lam,
-        options=tuple(sorted({"preset": preset, "active": active, **stop_defaults}.items())),
+        popsize=cap,
+        options=tuple(sorted(options.items())),
         default_params=default_params,
         init=init,
         ask=ask,
