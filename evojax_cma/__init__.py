@@ -3,7 +3,16 @@
 from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
 from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
-from evojax_cma.run import FminResult, RunResult, chunked_fitness, fmin, minimize
+from evojax_cma.run import (
+    FminResult,
+    RestartResult,
+    RunResult,
+    chunked_fitness,
+    fmin,
+    minimize,
+    minimize_restarts,
+    uniform_x0,
+)
 from evojax_cma.strategies._score_function import GaussianState
 from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
 from evojax_cma.strategies.lm_ma_es import LMMAParams, LMMAState, lm_ma_es
@@ -25,6 +34,7 @@ __all__ = [
     "VariationalParams",
     "LMMAParams",
     "LMMAState",
+    "RestartResult",
     "RunResult",
     "StopOptions",
     "Strategy",
@@ -34,10 +44,12 @@ __all__ = [
     "fmin",
     "lm_ma_es",
     "minimize",
+    "minimize_restarts",
     "open_es",
     "rank_order",
     "ranks",
     "sep_cma_es",
     "stop_reasons",
+    "uniform_x0",
     "variational",
 ]

@@ -161,9 +161,7 @@ def mueff_of(weights: Any, xp: Any = np) -> Any:
     return xp.sum(wp) ** 2 / xp.sum(wp**2)
 
 
-def finalize_negative_weights(
-    weights: Any, num_dims: int, c1: Any, c_mu: Any, xp: Any = np
-) -> Any:
+def finalize_negative_weights(weights: Any, num_dims: int, c1: Any, c_mu: Any, xp: Any = np) -> Any:
     r"""Scale the negative weights as in the tutorial's Eqs. (50)-(53).
 
     The negative weights (already summing to -1) are multiplied by

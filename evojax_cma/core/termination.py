@@ -193,9 +193,7 @@ def initial_progress(x0: Array, sigma0: Any, num_dims: int, popsize: int) -> dic
     )
 
 
-def next_progress(
-    state: Any, best_x: Any, sorted_f: Array, count: Any = None
-) -> dict[str, Any]:
+def next_progress(state: Any, best_x: Any, sorted_f: Array, count: Any = None) -> dict[str, Any]:
     """The bookkeeping fields after a ``tell`` of `sorted_f` whose best point is `best_x`.
 
     `state` has the fields of `initial_progress`; one generation of `count` evaluations

@@ -55,6 +55,26 @@ def rastrigin(x: Array) -> Array:
     return 10.0 * x.shape[0] + jnp.sum(x**2 - 10.0 * jnp.cos(2.0 * jnp.pi * x))
 
 
+def schwefel(x: Array) -> Array:
+    """Schwefel's multimodal function on [-500, 500]^n, as pycma's ``ff.schwefelmult``.
+
+    ``418.9829 n - 1.27275661e-5 n - sum x_i sin(sqrt|x_i|)`` plus ``1e4 (|x_i| - 500)^2``
+    outside the domain; the optimum ``x_i = 420.9687`` lies far from the next best local
+    optima (weak global structure), f there is about ``-1e-9 n``.
+    """
+    n = x.shape[0]
+    penalty = 1e4 * jnp.sum(jnp.where(jnp.abs(x) > 500, (jnp.abs(x) - 500) ** 2, 0.0))
+    value = 418.9829 * n - 1.27275661e-5 * n - jnp.sum(x * jnp.sin(jnp.sqrt(jnp.abs(x))))
+    return value + penalty
+
+
+def griewank(x: Array) -> Array:
+    """Griewank's function scaled to [-5, 5]^n, as pycma's ``ff.griewank`` (optimum 0 at 0)."""
+    y = (600.0 / 5.0) * x
+    i = jnp.arange(1, x.shape[0] + 1, dtype=x.dtype)
+    return 1.0 - jnp.prod(jnp.cos(y / jnp.sqrt(i))) + jnp.sum(y**2) / 4e3
+
+
 HANSEN_SUITE = {
     "sphere": sphere,
     "ellipsoid": ellipsoid,

@@ -2,5 +2,15 @@
 
 from evojax_cma.run.host import FminResult, fmin
 from evojax_cma.run.loop import RunResult, chunked_fitness, minimize
+from evojax_cma.run.restarts import RestartResult, minimize_restarts, uniform_x0
 
-__all__ = ["FminResult", "RunResult", "chunked_fitness", "fmin", "minimize"]
+__all__ = [
+    "FminResult",
+    "RestartResult",
+    "RunResult",
+    "chunked_fitness",
+    "fmin",
+    "minimize",
+    "minimize_restarts",
+    "uniform_x0",
+]

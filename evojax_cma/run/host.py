@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -19,6 +20,13 @@ import numpy as np
 from evojax_cma.core.termination import STOP_NAMES, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_options, check_positive_scalar, check_vector
+from evojax_cma.run.restarts import (
+    ENDS_ALL,
+    first_run,
+    plan_next_run,
+    restart_config,
+    run_stop_options,
+)
 from evojax_cma.strategies.cma_es import cma_es
 
 FMIN_OPTIONS = frozenset({"popsize", "seed", "verbose", "verb_disp", "preset", "CMA_active"})
@@ -34,8 +42,9 @@ class FminResult(NamedTuple):
       iterations: number of generations.
       stop: names of the termination criteria that fired.
       state: the final strategy state.
-      history: one row per generation: ``(iteration, evals, best f of the generation,
-        sigma, axis ratio)``.
+      history: one row per generation of all runs: ``(iteration, evals, best f of the
+        generation, sigma, axis ratio)``.
+      runs: number of runs (1 + restarts).
     """
 
     xbest: np.ndarray
@@ -45,9 +54,10 @@ class FminResult(NamedTuple):
     stop: list[str]
     state: Any
     history: np.ndarray
+    runs: int = 1
 
 
-def _evaluate(fn, X: np.ndarray, vectorized: bool, executor: Executor | None) -> np.ndarray:
+def _evaluate(fn, X: np.ndarray, *, vectorized: bool, executor: Executor | None) -> np.ndarray:
     if vectorized:
         values = fn(X)
     elif executor is not None:
@@ -69,6 +79,9 @@ def fmin(
     sigma0: float,
     options: dict[str, Any] | None = None,
     *,
+    restarts: int = 0,
+    bipop: bool | float = False,
+    incpopsize: float = 2,
     vectorized: bool = False,
     executor: Executor | None = None,
     strategy: Strategy | None = None,
@@ -79,16 +92,23 @@ def fmin(
     Args:
       fn: objective; takes a point ``(n,)`` and returns a scalar, or with
         ``vectorized=True`` takes ``(popsize, n)`` and returns ``(popsize,)``.
-      x0: initial mean.
+      x0: initial mean, or a function without arguments returning one (called for every
+        run, as pycma does; recommended with restarts).
       sigma0: initial step size.
       options: pycma-style options: ``popsize``, ``seed`` (default 0), ``verbose``
         (default 1; 0 is silent), ``verb_disp`` (print every that many iterations,
         default 100), ``preset``, ``CMA_active``, and the termination criteria
         (``ftarget``, ``maxfevals``, ``maxiter``, ``tolfun``, ...; see `STOP_NAMES`).
+      restarts: number of IPOP/BIPOP restarts, pycma's schedule
+        (`evojax_cma.run.restarts`); ``ftarget`` and ``maxfevals`` (over all runs) end
+        everything.
+      bipop: BIPOP instead of IPOP (True, or the small/large budget ratio).
+      incpopsize: factor of λ between large runs.
       vectorized: whether `fn` evaluates a whole population at once.
       executor: evaluate points through ``executor.map`` (ignored if vectorized).
-      strategy: a strategy to use instead of ``cma_es`` built from `options`.
-      params: hyperparameters for the strategy.
+      strategy: a strategy to use instead of ``cma_es`` built from `options` (no
+        restarts).
+      params: hyperparameters for the strategy (no restarts).
 
     Returns:
       ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
@@ -98,25 +118,100 @@ def fmin(
     """
     options = dict(options or {})
     check_options("fmin option(s)", options, FMIN_OPTIONS | set(STOP_NAMES))
-    x0 = np.asarray(x0, dtype=np.float64)
-    if x0.ndim != 1:
-        raise ValueError(f"x0 must be a vector, got shape {x0.shape}")
-    check_vector("x0", x0, x0.shape[0])
+    draw_x0 = x0 if callable(x0) else (lambda: x0)
+    n = _check_x0(draw_x0())
     check_positive_scalar("sigma0", sigma0)
+    if restarts and (strategy is not None or params is not None):
+        raise ValueError("restarts build their own CMA-ES: pass neither strategy nor params")
+    config = restart_config(n, options.get("popsize"), restarts, incpopsize, bipop)
     stop_opts = {k: options[k] for k in STOP_NAMES if k in options}
-    if strategy is None:
-        strategy = cma_es(
-            x0.shape[0],
-            options.get("popsize"),
-            preset=options.get("preset", "pycma"),
-            active=options.get("CMA_active", True),
-        )
     verbose = int(options.get("verbose", 1))
     verb_disp = int(options.get("verb_disp", 100))
     key = jax.random.key(int(options.get("seed", 0)))
+    evaluate = partial(_evaluate, fn, vectorized=vectorized, executor=executor)
+
+    schedule, factor, maxiter_cap = first_run(config), 1.0, np.inf
+    best: tuple[Any, float] = (None, np.inf)
+    history: list[tuple] = []
+    while True:
+        lam = int(schedule.popsize)
+        run_strategy = strategy or cma_es(
+            n, lam, preset=options.get("preset", "pycma"), active=options.get("CMA_active", True)
+        )
+        run_opts = run_stop_options(
+            n, schedule.popsize, stop_opts, schedule.evals_before, jnp.asarray(maxiter_cap)
+        )
+        key, k_run, k_plan = jax.random.split(key, 3)
+        start = np.asarray(draw_x0(), dtype=np.float64)
+        _check_x0(start, n)
+        state, flags = _one_run(
+            run_strategy,
+            evaluate,
+            k_run,
+            start,
+            sigma0 * float(factor),
+            params,
+            run_opts,
+            history,
+            int(schedule.evals_before),
+            verbose,
+            verb_disp,
+        )
+        if float(state.best_f) < best[1]:
+            best = (np.asarray(state.best_x, dtype=np.float64), float(state.best_f))
+        reasons = stop_reasons(flags)
+        if any(r in ENDS_ALL for r in reasons):
+            break
+        next_schedule, factor, maxiter_cap, exhausted = plan_next_run(
+            config, schedule, state.evals, k_plan
+        )
+        if bool(exhausted):
+            break
+        schedule = next_schedule
+        if verbose > 0:
+            print(f"restart {int(schedule.runs) - 1} with popsize {int(schedule.popsize)}")
+    evals = int(schedule.evals_before) + int(state.evals)
+    if verbose > 0:
+        print(f"termination on {reasons} after {evals} evaluations")
+        print(f"best f = {best[1]:.10e}")
+    xbest = best[0] if best[0] is not None else np.asarray(state.best_x, dtype=np.float64)
+    result = FminResult(
+        xbest=xbest,
+        fbest=best[1],
+        evals=evals,
+        iterations=len(history),
+        stop=reasons,
+        state=state,
+        history=np.asarray(history),
+        runs=int(schedule.runs),
+    )
+    return xbest, result
+
+
+def _check_x0(x0: Any, n: int | None = None) -> int:
+    x0 = np.asarray(x0, dtype=np.float64)
+    if x0.ndim != 1:
+        raise ValueError(f"x0 must be a vector, got shape {x0.shape}")
+    check_vector("x0", x0, x0.shape[0] if n is None else n)
+    return x0.shape[0]
+
+
+def _one_run(
+    strategy: Strategy,
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    key: Any,
+    x0: np.ndarray,
+    sigma0: float,
+    params: Any,
+    stop_options: Any,
+    history: list[tuple],
+    evals_before: int,
+    verbose: int,
+    verb_disp: int,
+) -> tuple[Any, Any]:
+    """One run to its termination; appends to `history`; returns ``(state, flags)``."""
     dtype = jnp.result_type(float)
     state = strategy.init(key, jnp.asarray(x0, dtype), sigma0, params)
-    stop_options = strategy.stop_options(**stop_opts)
     ask = jax.jit(strategy.ask)
 
     @jax.jit
@@ -124,7 +219,6 @@ def fmin(
         state = strategy.tell(state, population, fitness)
         return state, strategy.stop(state, stop_options)
 
-    history = []
     t0 = time.perf_counter()
     if verbose > 0:
         print("Iterat #Fevals   function value  axis ratio  sigma  min&max std  t[m:s]")
@@ -132,14 +226,14 @@ def fmin(
         key, k_ask = jax.random.split(key)
         population, state = ask(k_ask, state)
         X = np.asarray(population)
-        F = _evaluate(fn, X, vectorized, executor)
+        F = evaluate(X)
         state, flags = tell_and_stop(state, population, jnp.asarray(F, dtype))
-        it, evals = int(state.generation), int(state.evals)
-        D = np.asarray(state.D)
+        it, evals = int(state.generation), evals_before + int(state.evals)
+        D = np.asarray(state.D) if hasattr(state, "D") else np.ones(1)
         sigma = float(state.sigma)
         fin = F[np.isfinite(F)]
         fgen = float(fin.min()) if fin.size else float("nan")
-        history.append((it, evals, fgen, sigma, float(D[-1] / D[0])))
+        history.append((len(history) + 1, evals, fgen, sigma, float(D[-1] / D[0])))
         done = bool(np.any(flags))
         if verbose > 0 and (it <= 3 or it % verb_disp == 0 or done):
             stds = sigma * np.sqrt(np.diag(np.asarray(state.C)))
@@ -149,19 +243,4 @@ def fmin(
                 f"{stds.min():6.0e} {stds.max():6.0e} {int(elapsed // 60)}:{elapsed % 60:04.1f}"
             )
         if done:
-            break
-    reasons = stop_reasons(flags)
-    if verbose > 0:
-        print(f"termination on {reasons} after {int(state.evals)} evaluations")
-        print(f"best f = {float(state.best_f):.10e}")
-    xbest = np.asarray(state.best_x, dtype=np.float64)
-    result = FminResult(
-        xbest=xbest,
-        fbest=float(state.best_f),
-        evals=int(state.evals),
-        iterations=int(state.generation),
-        stop=reasons,
-        state=state,
-        history=np.asarray(history),
-    )
-    return xbest, result
+            return state, flags
