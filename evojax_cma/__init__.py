@@ -1,5 +1,6 @@
 """evojax_cma: evolution strategies in JAX, with CMA-ES as pycma defines it."""
 
+from evojax_cma.core.encoding import Encoding, bound_transform, chain, log_scale, scaling
 from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
 from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
@@ -26,6 +27,7 @@ __all__ = [
     "STOP_NAMES",
     "CMAParams",
     "CMAState",
+    "Encoding",
     "SepCMAParams",
     "SepCMAState",
     "FminResult",
@@ -38,16 +40,20 @@ __all__ = [
     "RunResult",
     "StopOptions",
     "Strategy",
+    "bound_transform",
     "centered_ranks",
+    "chain",
     "chunked_fitness",
     "cma_es",
     "fmin",
     "lm_ma_es",
+    "log_scale",
     "minimize",
     "minimize_restarts",
     "open_es",
     "rank_order",
     "ranks",
+    "scaling",
     "sep_cma_es",
     "stop_reasons",
     "uniform_x0",

@@ -17,9 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evojax_cma.core.encoding import Encoding
 from evojax_cma.core.termination import STOP_NAMES, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_options, check_positive_scalar, check_vector
+from evojax_cma.run.problem import (
+    Setup,
+    check_penalty_strategy,
+    init_penalty_state,
+    initial_genotype,
+    make_setup,
+    phenotypes,
+    told_fitness,
+)
 from evojax_cma.run.restarts import (
     ENDS_ALL,
     first_run,
@@ -29,7 +39,9 @@ from evojax_cma.run.restarts import (
 )
 from evojax_cma.strategies.cma_es import cma_es
 
-FMIN_OPTIONS = frozenset({"popsize", "seed", "verbose", "verb_disp", "preset", "CMA_active"})
+FMIN_OPTIONS = frozenset(
+    {"popsize", "seed", "verbose", "verb_disp", "preset", "CMA_active", "bounds", "BoundaryHandler"}
+)
 
 
 class FminResult(NamedTuple):
@@ -86,6 +98,7 @@ def fmin(
     executor: Executor | None = None,
     strategy: Strategy | None = None,
     params: Any = None,
+    encoding: Encoding | None = None,
 ) -> tuple[np.ndarray, FminResult]:
     """Minimise a host (NumPy) function with CMA-ES, like ``cma.fmin2(fn, x0, sigma0)``.
 
@@ -97,8 +110,10 @@ def fmin(
       sigma0: initial step size.
       options: pycma-style options: ``popsize``, ``seed`` (default 0), ``verbose``
         (default 1; 0 is silent), ``verb_disp`` (print every that many iterations,
-        default 100), ``preset``, ``CMA_active``, and the termination criteria
-        (``ftarget``, ``maxfevals``, ``maxiter``, ``tolfun``, ...; see `STOP_NAMES`).
+        default 100), ``preset``, ``CMA_active``, ``bounds`` (``[lower, upper]``),
+        ``BoundaryHandler`` (``"transform"``, the default, or ``"penalty"``; see
+        `evojax_cma.minimize`), and the termination criteria (``ftarget``, ``maxfevals``,
+        ``maxiter``, ``tolfun``, ...; see `STOP_NAMES`).
       restarts: number of IPOP/BIPOP restarts, pycma's schedule
         (`evojax_cma.run.restarts`); ``ftarget`` and ``maxfevals`` (over all runs) end
         everything.
@@ -109,6 +124,8 @@ def fmin(
       strategy: a strategy to use instead of ``cma_es`` built from `options` (no
         restarts).
       params: hyperparameters for the strategy (no restarts).
+      encoding: an `evojax_cma.Encoding` from the search space to `fn`'s parameters;
+        `x0` and the returned ``xbest`` are in `fn`'s parameters.
 
     Returns:
       ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
@@ -128,6 +145,9 @@ def fmin(
     verbose = int(options.get("verbose", 1))
     verb_disp = int(options.get("verb_disp", 100))
     key = jax.random.key(int(options.get("seed", 0)))
+    setup = make_setup(
+        n, options.get("bounds"), options.get("BoundaryHandler", "transform"), encoding
+    )
     evaluate = partial(_evaluate, fn, vectorized=vectorized, executor=executor)
 
     schedule, factor, maxiter_cap = first_run(config), 1.0, np.inf
@@ -144,21 +164,21 @@ def fmin(
         key, k_run, k_plan = jax.random.split(key, 3)
         start = np.asarray(draw_x0(), dtype=np.float64)
         _check_x0(start, n)
-        state, flags = _one_run(
+        state, flags, best = _one_run(
             run_strategy,
             evaluate,
+            setup,
             k_run,
-            start,
+            np.asarray(initial_genotype(setup, start)),
             sigma0 * float(factor),
             params,
             run_opts,
             history,
+            best,
             int(schedule.evals_before),
             verbose,
             verb_disp,
         )
-        if float(state.best_f) < best[1]:
-            best = (np.asarray(state.best_x, dtype=np.float64), float(state.best_f))
         reasons = stop_reasons(flags)
         if any(r in ENDS_ALL for r in reasons):
             break
@@ -174,7 +194,7 @@ def fmin(
     if verbose > 0:
         print(f"termination on {reasons} after {evals} evaluations")
         print(f"best f = {best[1]:.10e}")
-    xbest = best[0] if best[0] is not None else np.asarray(state.best_x, dtype=np.float64)
+    xbest = best[0] if best[0] is not None else start
     result = FminResult(
         xbest=xbest,
         fbest=best[1],
@@ -199,35 +219,52 @@ def _check_x0(x0: Any, n: int | None = None) -> int:
 def _one_run(
     strategy: Strategy,
     evaluate: Callable[[np.ndarray], np.ndarray],
+    setup: Setup,
     key: Any,
     x0: np.ndarray,
     sigma0: float,
     params: Any,
     stop_options: Any,
     history: list[tuple],
+    best: tuple[Any, float],
     evals_before: int,
     verbose: int,
     verb_disp: int,
-) -> tuple[Any, Any]:
-    """One run to its termination; appends to `history`; returns ``(state, flags)``."""
+) -> tuple[Any, Any, tuple[Any, float]]:
+    """One run to its termination; appends to `history`; returns ``(state, flags, best)``."""
     dtype = jnp.result_type(float)
     state = strategy.init(key, jnp.asarray(x0, dtype), sigma0, params)
-    ask = jax.jit(strategy.ask)
+    check_penalty_strategy(setup, state)
+    penalty = init_penalty_state(setup, strategy.num_dims, strategy.popsize, dtype)
 
     @jax.jit
-    def tell_and_stop(state, population, fitness):
-        state = strategy.tell(state, population, fitness)
-        return state, strategy.stop(state, stop_options)
+    def ask(key, state):
+        population, state = strategy.ask(key, state)
+        return population, state, *phenotypes(setup, population)
+
+    @jax.jit
+    def tell_and_stop(state, penalty, population, unrepaired, points, fitness):
+        told, penalty = told_fitness(
+            setup, penalty, state, population, unrepaired, points, fitness, strategy.popsize
+        )
+        state = strategy.tell(state, population, told)
+        return state, penalty, strategy.stop(state, stop_options)
 
     t0 = time.perf_counter()
     if verbose > 0:
         print("Iterat #Fevals   function value  axis ratio  sigma  min&max std  t[m:s]")
     while True:
         key, k_ask = jax.random.split(key)
-        population, state = ask(k_ask, state)
-        X = np.asarray(population)
+        population, state, unrepaired, points = ask(k_ask, state)
+        X = np.asarray(points)
         F = evaluate(X)
-        state, flags = tell_and_stop(state, population, jnp.asarray(F, dtype))
+        state, penalty, flags = tell_and_stop(
+            state, penalty, population, unrepaired, points, jnp.asarray(F, dtype)
+        )
+        ok = np.isfinite(F)
+        if ok.any() and F[ok].min() < best[1]:
+            i = int(np.argmin(np.where(ok, F, np.inf)))
+            best = (X[i].astype(np.float64), float(F[i]))
         it, evals = int(state.generation), evals_before + int(state.evals)
         D = np.asarray(state.D) if hasattr(state, "D") else np.ones(1)
         sigma = float(state.sigma)
@@ -243,4 +280,4 @@ def _one_run(
                 f"{stds.min():6.0e} {stds.max():6.0e} {int(elapsed // 60)}:{elapsed % 60:04.1f}"
             )
         if done:
-            return state, flags
+            return state, flags, best

@@ -17,22 +17,39 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
+from evojax_cma.core.encoding import Encoding
 from evojax_cma.core.termination import StopOptions
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_positive_scalar, check_vector
+from evojax_cma.run.problem import (
+    Setup,
+    active_popsize,
+    best_of,
+    check_penalty_strategy,
+    init_penalty_state,
+    initial_genotype,
+    make_setup,
+    phenotypes,
+    told_fitness,
+)
 
 
 class RunResult(NamedTuple):
     """Outcome of `minimize`.
 
     Attributes:
-      state: the final strategy state (``best_x``, ``best_f``, ``evals``, ...).
+      state: the final strategy state (``evals``, ...; its ``mean`` and ``best_x`` are
+        genotypes, its ``best_f`` the fitness as told, with any bound penalty).
       stop_flags: one boolean per name in `evojax_cma.STOP_NAMES`; see
         `evojax_cma.stop_reasons`.
+      best_x: the best evaluated point, as the objective saw it (phenotype, in bounds).
+      best_f: the objective's value there.
     """
 
     state: Any
     stop_flags: Array
+    best_x: Array
+    best_f: Array
 
 
 def _population_fitness(fn: Callable, batched: bool, population: Array) -> Array:
@@ -40,45 +57,69 @@ def _population_fitness(fn: Callable, batched: bool, population: Array) -> Array
 
 
 def chunked_fitness(
-    strategy: Strategy, fn: Callable, key: Array, state: Any, *, batched: bool = False
+    strategy: Strategy,
+    fn: Callable,
+    key: Array,
+    state: Any,
+    *,
+    batched: bool = False,
+    decode: Callable[[Array], Array] | None = None,
 ) -> Array:
     """Evaluate the population of ``ask(key, state)`` chunk by chunk (``lax.map``).
 
     Only ``chunk_size x n`` points exist at a time; pair it with ``strategy.tell_keyed``.
+    `decode` maps each chunk's genotypes to the points `fn` sees.
     """
     ask_chunk, chunk_size = strategy.ask_chunk, strategy.chunk_size
     if ask_chunk is None or chunk_size is None:
         raise ValueError(f"strategy {strategy.name!r} has no chunked sampling")
 
     def one(index):
-        return _population_fitness(fn, batched, ask_chunk(key, state, index))
+        points = ask_chunk(key, state, index)
+        return _population_fitness(fn, batched, points if decode is None else decode(points))
 
     num_chunks = strategy.popsize // chunk_size
     return lax.map(one, jnp.arange(num_chunks)).reshape(strategy.popsize)
 
 
-@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "chunked"))
-def _minimize(strategy, fn, batched, chunked, key, x0, sigma0, params, options):
+@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "chunked", "setup"))
+def _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, options):
     state = strategy.init(key, x0, sigma0, params)
+    check_penalty_strategy(setup, state)
+    penalty = init_penalty_state(setup, strategy.num_dims, strategy.popsize, state.mean.dtype)
     no_stop = jnp.zeros(len(options), bool)
+    best = (phenotypes(setup, state.mean)[1], jnp.asarray(jnp.inf, state.mean.dtype))
 
     def cond(carry):
         return ~jnp.any(carry[2])
 
     def body(carry):
-        key, state, flags = carry
+        key, state, flags, penalty, best = carry
         key, k_ask = jax.random.split(key)
         if chunked:
-            fitness = chunked_fitness(strategy, fn, k_ask, state, batched=batched)
+            decode = partial(_decode, setup)
+            fitness = chunked_fitness(strategy, fn, k_ask, state, batched=batched, decode=decode)
             state = strategy.tell_keyed(k_ask, state, fitness)
+            best_f = jnp.minimum(best[1], jnp.min(jnp.where(jnp.isnan(fitness), jnp.inf, fitness)))
+            best = (phenotypes(setup, state.best_x)[1], best_f)
         else:
             population, state = strategy.ask(k_ask, state, active=~jnp.any(flags))
-            fitness = _population_fitness(fn, batched, population)
-            state = strategy.tell(state, population, fitness)
-        return key, state, strategy.stop(state, options)
+            unrepaired, points = phenotypes(setup, population)
+            fitness = _population_fitness(fn, batched, points)
+            lam = active_popsize(strategy, state)
+            told, penalty = told_fitness(
+                setup, penalty, state, population, unrepaired, points, fitness, lam
+            )
+            best = best_of(best, points, fitness, lam)
+            state = strategy.tell(state, population, told)
+        return key, state, strategy.stop(state, options), penalty, best
 
-    _, state, flags = lax.while_loop(cond, body, (key, state, no_stop))
-    return RunResult(state, flags)
+    _, state, flags, _, best = lax.while_loop(cond, body, (key, state, no_stop, penalty, best))
+    return RunResult(state, flags, best[0], best[1])
+
+
+def _decode(setup: Setup, genotypes: Array) -> Array:
+    return phenotypes(setup, genotypes)[1]
 
 
 def minimize(
@@ -92,6 +133,9 @@ def minimize(
     *,
     batched: bool = False,
     chunked: bool = False,
+    bounds: Any = None,
+    bound_handler: str = "transform",
+    encoding: Encoding | None = None,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
 
@@ -100,7 +144,8 @@ def minimize(
       fn: a JAX-traceable objective. It maps one point ``(n,)`` to a scalar, or, with
         ``batched=True``, a population ``(popsize, n)`` to ``(popsize,)``.
       key: a PRNG key; the same key gives the same run, jitted or vmapped.
-      x0: initial mean, shape ``(n,)``.
+      x0: initial mean, shape ``(n,)``, as the objective sees points (phenotype); it is
+        encoded into the search space (and moved into `bounds`, with a warning).
       sigma0: initial step size, > 0.
       params: hyperparameters (defaults: ``strategy.default_params()``).
       options: termination thresholds, as `StopOptions` (vmappable) or a dict of pycma
@@ -110,6 +155,13 @@ def minimize(
       chunked: evaluate and tell chunk by chunk, never forming the population
         (`chunked_fitness` and ``strategy.tell_keyed``; for `evojax_cma.open_es` and
         `evojax_cma.variational`). Same result as unchunked, to rounding.
+      bounds: ``(lower, upper)``, scalars or ``(n,)`` vectors (±inf allowed); every
+        evaluated point lies in the box. pycma's ``bounds`` option.
+      bound_handler: ``"transform"`` (pycma's ``BoundTransform``, the default) or
+        ``"penalty"`` (pycma's adaptive ``BoundPenalty``; CMA-family strategies only).
+      encoding: an `evojax_cma.Encoding` (`evojax_cma.scaling`, `evojax_cma.log_scale`,
+        `evojax_cma.chain` of them) from the search space to the objective's parameters,
+        applied before the bounds.
 
     Returns:
       `RunResult` with the final state and the flags of the criteria that fired.
@@ -136,7 +188,11 @@ def minimize(
     check_positive_scalar("sigma0", sigma0)
     if chunked and strategy.tell_keyed is None:
         raise ValueError(f"chunked=True needs a strategy with chunks; {strategy.name!r} has none")
-    return _minimize(strategy, fn, batched, chunked, key, x0, sigma0, params, options)
+    setup = make_setup(strategy.num_dims, bounds, bound_handler, encoding)
+    if chunked and setup.penalized:
+        raise ValueError("bound_handler='penalty' is not available with chunked=True")
+    x0 = initial_genotype(setup, x0)
+    return _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, options)
 
 
 __all__ = ["RunResult", "chunked_fitness", "minimize"]
