@@ -170,3 +170,20 @@ def test_bad_bounds_and_handlers_are_rejected():
             bounds=(-1.0, 1.0),
         )
     assert np.all(np.abs(np.asarray(res.best_x)) <= 1.0)
+
+
+@pytest.mark.parametrize("handler", ["transform", "penalty"])
+def test_restarts_respect_bounds(handler):
+    x0 = ec.uniform_x0(-jnp.ones(4), jnp.ones(4))
+    res = ec.minimize_restarts(
+        _shifted_sphere,
+        jax.random.key(2),
+        x0,
+        0.5,
+        {"maxfevals": 4000.0},
+        restarts=2,
+        bounds=(-1.0, 1.0),
+        bound_handler=handler,
+    )
+    np.testing.assert_allclose(res.best_x, 1.0, atol=1e-3)
+    assert int(res.evals) >= 4000

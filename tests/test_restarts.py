@@ -94,16 +94,18 @@ def test_vmapped_runs_restart_on_their_own_schedule():
         np.testing.assert_allclose(single.best_f, batch.best_f[i], rtol=1e-6)
 
 
-def _ours(fn, n, lo, hi, sigma0, target, budget, bipop, seeds, seed=0):
+def _ours(fn, n, lo, hi, sigma0, target, budget, bipop, seeds, seed=0, restarts=9):
     x0 = ec.uniform_x0(lo * jnp.ones(n), hi * jnp.ones(n))
     opts = {"ftarget": target, "maxfevals": budget}
     res = jax.jit(
-        jax.vmap(lambda k: ec.minimize_restarts(fn, k, x0, sigma0, opts, restarts=9, bipop=bipop))
+        jax.vmap(
+            lambda k: ec.minimize_restarts(fn, k, x0, sigma0, opts, restarts=restarts, bipop=bipop)
+        )
     )(jax.random.split(jax.random.key(seed), seeds))
     return np.asarray(res.best_f) < target, np.asarray(res.evals)
 
 
-def _pycma(fn, n, lo, hi, sigma0, target, budget, bipop, seeds):
+def _pycma(fn, n, lo, hi, sigma0, target, budget, bipop, seeds, restarts=9):
     success, evals = [], []
     for seed in range(seeds):
         draw = np.random.default_rng(seed).uniform
@@ -111,7 +113,7 @@ def _pycma(fn, n, lo, hi, sigma0, target, budget, bipop, seeds):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _, es = cma.fmin2(
-                fn, lambda draw=draw: draw(lo, hi, n), sigma0, opts, restarts=9, bipop=bipop
+                fn, lambda draw=draw: draw(lo, hi, n), sigma0, opts, restarts=restarts, bipop=bipop
             )
         success.append(es.result.fbest < target)
         evals.append(es.result.evaluations)
@@ -154,10 +156,12 @@ def test_bipop_vs_pycma_on_schwefel_5d():
     1e5 evaluations, target 1e-2 (the global basin), success rates over 40 seeds (ours)
     and 20 (pycma, slower): ours at most 0.3 below pycma's (about 2.2 standard errors of
     the difference at rates near 0.5; both measured near 0.45 in development).
+    ``restarts=6`` for both: within 1e5 evaluations no run gets further, and it keeps
+    our masked population (``max_popsize``) at 512 rows instead of 4096.
     """
     args = (schwefel, 5, -500, 500, 250.0, 1e-2, 1e5, True)
-    ours, _ = _ours(*args, 40)
-    ref, _ = _pycma(cma.ff.schwefelmult, *args[1:], 20)
+    ours, _ = _ours(*args, 40, restarts=6)
+    ref, _ = _pycma(cma.ff.schwefelmult, *args[1:], 20, restarts=6)
     print(f"ours {ours.mean():.2f}, pycma {ref.mean():.2f}")
     assert ours.mean() >= ref.mean() - 0.3
 

@@ -113,7 +113,7 @@ def default_stop_options(num_dims: int, popsize: Any) -> dict[str, Any]:
 
 
 def make_stop_options(
-    num_dims: int, popsize: int, dtype: Any = None, **overrides: Any
+    num_dims: int, popsize: Any, dtype: Any = None, **overrides: Any
 ) -> StopOptions:
     """Build `StopOptions` from pycma's defaults and `overrides` (pycma names).
 

@@ -45,6 +45,7 @@ import numpy as np
 from jax import Array, lax
 
 from evojax_cma.core import termination
+from evojax_cma.core.encoding import Encoding
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
     check_int,
@@ -52,6 +53,14 @@ from evojax_cma.core.validation import (
     check_positive_scalar,
     check_vector,
     is_concrete,
+)
+from evojax_cma.run.problem import (
+    best_of,
+    init_penalty_state,
+    initial_genotype,
+    make_setup,
+    phenotypes,
+    told_fitness,
 )
 from evojax_cma.strategies.cma_es import cma_es, default_popsize
 
@@ -188,8 +197,8 @@ class RestartResult(NamedTuple):
     """Outcome of `minimize_restarts` (batched like its inputs under ``vmap``).
 
     Attributes:
-      best_x: best point of all runs.
-      best_f: its fitness.
+      best_x: best evaluated point of all runs (phenotype, in bounds).
+      best_f: the objective's value there.
       evals: evaluations of all runs.
       runs: number of runs (1 + restarts made).
       small_runs: of them, BIPOP's small-population runs.
@@ -212,68 +221,67 @@ def _population_fitness(fn: Callable, batched: bool, population: Array) -> Array
     return fn(population) if batched else jax.vmap(fn)(population)
 
 
-@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "x0_fn", "config"))
-def _minimize_restarts(strategy, fn, batched, x0_fn, config, key, x0, sigma0, overrides):
+@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "x0_fn", "config", "setup"))
+def _minimize_restarts(strategy, fn, batched, x0_fn, config, setup, key, x0, sigma0, overrides):
     n = strategy.num_dims
     end_all = jnp.asarray([name in ENDS_ALL for name in termination.STOP_NAMES])
 
     def start(key, schedule, sigma_factor, maxiter_cap):
         k_x0, k_init = jax.random.split(key)
-        start_x = x0 if x0_fn is None else x0_fn(k_x0)
+        start_x = x0 if x0_fn is None else initial_genotype(setup, x0_fn(k_x0))
         params = strategy.default_params(schedule.popsize)
         state = strategy.init(k_init, jnp.asarray(start_x, dtype), sigma0 * sigma_factor, params)
         opts = run_stop_options(n, schedule.popsize, overrides, schedule.evals_before, maxiter_cap)
-        return state, opts
+        return state, opts, init_penalty_state(setup, n, config.popsize, dtype)
 
     dtype = jnp.result_type(float) if x0_fn is not None else termination.start_point(x0).dtype
     key, k_start = jax.random.split(key)
     schedule = first_run(config)
-    state, opts = start(k_start, schedule, 1.0, jnp.inf)
+    state, opts, penalty = start(k_start, schedule, 1.0, jnp.inf)
     flags = jnp.zeros(len(termination.STOP_NAMES), bool)
-    best = (state.best_x, state.best_f)
-    carry = (key, state, opts, schedule, best, flags, jnp.asarray(False))
+    best = (phenotypes(setup, state.mean)[1], jnp.asarray(jnp.inf, dtype))
+    carry = (key, state, opts, penalty, schedule, best, flags, jnp.asarray(False))
 
     def cond(carry):
         return ~carry[-1]
 
     def body(carry):
-        key, state, opts, schedule, best, _, done = carry
+        key, state, opts, penalty, schedule, best, _, done = carry
         key, k_ask, k_plan, k_start = jax.random.split(key, 4)
         population, state = strategy.ask(k_ask, state, active=~done)
-        state = strategy.tell(state, population, _population_fitness(fn, batched, population))
-        flags = strategy.stop(state, opts)
-        improved = state.best_f < best[1]
-        best = (
-            jnp.where(improved, state.best_x, best[0]),
-            jnp.where(improved, state.best_f, best[1]),
+        unrepaired, points = phenotypes(setup, population)
+        fitness = _population_fitness(fn, batched, points)
+        told, penalty = told_fitness(
+            setup, penalty, state, population, unrepaired, points, fitness, schedule.popsize
         )
+        best = best_of(best, points, fitness, schedule.popsize)
+        state = strategy.tell(state, population, told)
+        flags = strategy.stop(state, opts)
 
         def restart(args):
-            state, opts, schedule = args
+            state, opts, penalty, schedule = args
             schedule, factor, maxiter_cap, exhausted = plan_next_run(
                 config, schedule, state.evals, k_plan
             )
-            new_state, new_opts = start(k_start, schedule, factor, maxiter_cap)
-            return new_state, new_opts, schedule, exhausted
+            new_state, new_opts, new_penalty = start(k_start, schedule, factor, maxiter_cap)
+            return new_state, new_opts, new_penalty, schedule, exhausted
 
         def keep(args):
             return (*args, jnp.asarray(False))
 
         run_over = jnp.any(flags)
         ends_all = jnp.any(flags & end_all)
-        new_state, new_opts, new_schedule, exhausted = lax.cond(
-            run_over & ~ends_all, restart, keep, (state, opts, schedule)
-        )
-        done = ends_all | exhausted
+        restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, penalty, schedule))
+        done = ends_all | restarted[-1]
         # A finished optimisation keeps its last run's state, options and schedule.
-        state, opts, schedule = jax.tree.map(
+        state, opts, penalty, schedule = jax.tree.map(
             lambda old, new: jnp.where(done, old, new),
-            (state, opts, schedule),
-            (new_state, new_opts, new_schedule),
+            (state, opts, penalty, schedule),
+            restarted[:-1],
         )
-        return key, state, opts, schedule, best, flags, done
+        return key, state, opts, penalty, schedule, best, flags, done
 
-    _, state, _, schedule, best, flags, _ = lax.while_loop(cond, body, carry)
+    _, state, _, _, schedule, best, flags, _ = lax.while_loop(cond, body, carry)
     return RestartResult(
         best_x=best[0],
         best_f=best[1],
@@ -324,6 +332,9 @@ def minimize_restarts(
     active: bool = True,
     batched: bool = False,
     num_dims: int | None = None,
+    bounds: Any = None,
+    bound_handler: str = "transform",
+    encoding: Encoding | None = None,
 ) -> RestartResult:
     """IPOP- or BIPOP-CMA-ES in one ``jit``, like ``cma.fmin2(fn, x0, sigma0, restarts=9)``.
 
@@ -348,7 +359,11 @@ def minimize_restarts(
       preset: as for `evojax_cma.cma_es`.
       active: as for `evojax_cma.cma_es`.
       batched: whether `fn` evaluates a whole population.
-      num_dims: n; needed only when `x0` is a function.
+      num_dims: n; checked against `x0`'s output when `x0` is a function.
+      bounds: ``(lower, upper)``; see `evojax_cma.minimize`.
+      bound_handler: ``"transform"`` or ``"penalty"``; see `evojax_cma.minimize`.
+      encoding: an `evojax_cma.Encoding`; see `evojax_cma.minimize`. `x0` (and what an
+        `x0` function returns) is a phenotype.
 
     Returns:
       A `RestartResult`.
@@ -362,11 +377,10 @@ def minimize_restarts(
             raise ValueError(f"x0(key) has shape ({n},), but num_dims={num_dims}")
         x0 = jnp.zeros(n)  # unused
     else:
-        if jnp.ndim(x0) != 1:
-            raise ValueError(
-                f"x0 must be a vector or a function of a key, got shape {jnp.shape(x0)}"
-            )
-        n = int(jnp.shape(x0)[0])
+        shape = np.shape(x0)  # type: ignore[arg-type]
+        if len(shape) != 1:
+            raise ValueError(f"x0 must be a vector or a function of a key, got shape {shape}")
+        n = int(shape[0])
         check_vector("x0", x0, n)
     check_positive_scalar("sigma0", sigma0)
     options = dict(options or {})
@@ -379,7 +393,12 @@ def minimize_restarts(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
     overrides = {k: jnp.asarray(v) for k, v in options.items()}
-    return _minimize_restarts(strategy, fn, batched, x0_fn, config, key, x0, sigma0, overrides)
+    setup = make_setup(n, bounds, bound_handler, encoding)
+    if x0_fn is None:
+        x0 = initial_genotype(setup, x0)
+    return _minimize_restarts(
+        strategy, fn, batched, x0_fn, config, setup, key, x0, sigma0, overrides
+    )
 
 
 __all__ = [
