@@ -30,6 +30,7 @@ from evojax_cma.run.problem import (
     initial_genotype,
     make_setup,
     phenotypes,
+    population_fitness,
     told_fitness,
 )
 
@@ -52,10 +53,6 @@ class RunResult(NamedTuple):
     best_f: Array
 
 
-def _population_fitness(fn: Callable, batched: bool, population: Array) -> Array:
-    return fn(population) if batched else jax.vmap(fn)(population)
-
-
 def chunked_fitness(
     strategy: Strategy,
     fn: Callable,
@@ -76,7 +73,7 @@ def chunked_fitness(
 
     def one(index):
         points = ask_chunk(key, state, index)
-        return _population_fitness(fn, batched, points if decode is None else decode(points))
+        return population_fitness(fn, batched, points if decode is None else decode(points))
 
     num_chunks = strategy.popsize // chunk_size
     return lax.map(one, jnp.arange(num_chunks)).reshape(strategy.popsize)
@@ -105,7 +102,7 @@ def _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, op
         else:
             population, state = strategy.ask(k_ask, state, active=~jnp.any(flags))
             unrepaired, points = phenotypes(setup, population)
-            fitness = _population_fitness(fn, batched, points)
+            fitness = population_fitness(fn, batched, points)
             lam = active_popsize(strategy, state)
             told, penalty = told_fitness(
                 setup, penalty, state, population, unrepaired, points, fitness, lam

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -158,6 +159,11 @@ def told_fitness(
     return told, new_penalty
 
 
+def population_fitness(fn: Any, batched: bool, points: Array) -> Array:
+    """``fn(points)`` if `batched`, else ``fn`` vmapped over the ``(rows, n)`` points."""
+    return fn(points) if batched else jax.vmap(fn)(points)
+
+
 def active_popsize(strategy: Any, state: Any) -> Any:
     """λ of the current generation: ``params.popsize`` where a strategy has one."""
     return getattr(getattr(state, "params", None), "popsize", strategy.popsize)
@@ -194,5 +200,6 @@ __all__ = [
     "initial_genotype",
     "make_setup",
     "phenotypes",
+    "population_fitness",
     "told_fitness",
 ]

@@ -60,6 +60,7 @@ from evojax_cma.run.problem import (
     initial_genotype,
     make_setup,
     phenotypes,
+    population_fitness,
     told_fitness,
 )
 from evojax_cma.strategies.cma_es import cma_es, default_popsize
@@ -217,10 +218,6 @@ class RestartResult(NamedTuple):
     stop_flags: Array
 
 
-def _population_fitness(fn: Callable, batched: bool, population: Array) -> Array:
-    return fn(population) if batched else jax.vmap(fn)(population)
-
-
 @partial(jax.jit, static_argnames=("strategy", "fn", "batched", "x0_fn", "config", "setup"))
 def _minimize_restarts(strategy, fn, batched, x0_fn, config, setup, key, x0, sigma0, overrides):
     n = strategy.num_dims
@@ -250,7 +247,7 @@ def _minimize_restarts(strategy, fn, batched, x0_fn, config, setup, key, x0, sig
         key, k_ask, k_plan, k_start = jax.random.split(key, 4)
         population, state = strategy.ask(k_ask, state, active=~done)
         unrepaired, points = phenotypes(setup, population)
-        fitness = _population_fitness(fn, batched, points)
+        fitness = population_fitness(fn, batched, points)
         told, penalty = told_fitness(
             setup, penalty, state, population, unrepaired, points, fitness, schedule.popsize
         )
