@@ -1,6 +1,7 @@
 """evojax_cma: evolution strategies in JAX, with CMA-ES as pycma defines it."""
 
 from evojax_cma.core.encoding import Encoding, bound_transform, chain, log_scale, scaling
+from evojax_cma.core.noise import NoiseOptions, noise_handler
 from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
 from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
@@ -36,6 +37,7 @@ __all__ = [
     "VariationalParams",
     "LMMAParams",
     "LMMAState",
+    "NoiseOptions",
     "RestartResult",
     "RunResult",
     "StopOptions",
@@ -50,6 +52,7 @@ __all__ = [
     "log_scale",
     "minimize",
     "minimize_restarts",
+    "noise_handler",
     "open_es",
     "rank_order",
     "ranks",

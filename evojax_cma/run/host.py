@@ -8,6 +8,7 @@ point at a time, a whole population at once (``vectorized=True``), or through an
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
@@ -17,18 +18,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evojax_cma.core import constraints as al_lib
 from evojax_cma.core.encoding import Encoding
+from evojax_cma.core.noise import NoiseOptions
 from evojax_cma.core.termination import STOP_NAMES, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_options, check_positive_scalar, check_vector
 from evojax_cma.run.problem import (
     Setup,
-    check_penalty_strategy,
-    init_penalty_state,
+    adapt_lagrangian,
+    augmented,
+    check_strategy,
+    evaluations_per_value,
+    init_aux,
     initial_genotype,
     make_setup,
     phenotypes,
+    reeval_points,
+    setup_stop_defaults,
     told_fitness,
+    treat_noise,
 )
 from evojax_cma.run.restarts import (
     ENDS_ALL,
@@ -69,20 +78,53 @@ class FminResult(NamedTuple):
     runs: int = 1
 
 
-def _evaluate(fn, X: np.ndarray, *, vectorized: bool, executor: Executor | None) -> np.ndarray:
-    if vectorized:
-        values = fn(X)
-    elif executor is not None:
-        values = list(executor.map(fn, list(X)))
-    else:
-        values = [fn(x) for x in X]
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape != (X.shape[0],):
+def _evaluate(
+    fn, X: np.ndarray, *, vectorized: bool, executor: Executor | None, repeats: int = 1
+) -> np.ndarray:
+    """One value per row of `X`: the median of `repeats` evaluations (NaN ignored)."""
+    runs = []
+    for _ in range(repeats):
+        if vectorized:
+            values = fn(X)
+        elif executor is not None:
+            values = list(executor.map(fn, list(X)))
+        else:
+            values = [fn(x) for x in X]
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (X.shape[0],):
+            raise ValueError(
+                f"the objective must return one scalar per point, got shape {values.shape} "
+                f"for {X.shape[0]} points"
+            )
+        runs.append(values)
+    if repeats == 1:
+        return runs[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        return np.nanmedian(np.stack(runs), axis=0)
+
+
+def _constraint_values(constraints, X: np.ndarray, m: int) -> np.ndarray:
+    """``(rows, m)`` host constraint values; a wrong shape is a `ValueError`."""
+    G = np.asarray([np.asarray(constraints(x), dtype=np.float64) for x in X])
+    if G.shape != (X.shape[0], m):
         raise ValueError(
-            f"the objective must return one scalar per point, got shape {values.shape} "
-            f"for {X.shape[0]} points"
+            f"constraints must return {m} values per point, got shape {G.shape[1:]} "
+            f"(for {X.shape[0]} points)"
         )
-    return values
+    return G
+
+
+def _host_constraints(constraints: Any, x0: np.ndarray) -> int:
+    """The number of host constraints, checked at `x0` (shape and finiteness)."""
+    if not callable(constraints):
+        raise TypeError(f"constraints must be callable, got {type(constraints).__name__}")
+    g0 = np.asarray(constraints(x0), dtype=np.float64)
+    if g0.ndim != 1 or g0.size < 1:
+        raise ValueError(f"constraints must return a vector (m,) with m >= 1, got {g0.shape}")
+    if not np.all(np.isfinite(g0)):
+        raise ValueError(f"constraints returned non-finite values at x0: {g0}")
+    return int(g0.size)
 
 
 def fmin(
@@ -99,6 +141,8 @@ def fmin(
     strategy: Strategy | None = None,
     params: Any = None,
     encoding: Encoding | None = None,
+    constraints: Callable[[np.ndarray], Any] | None = None,
+    noise_handler: bool | NoiseOptions | None = None,
 ) -> tuple[np.ndarray, FminResult]:
     """Minimise a host (NumPy) function with CMA-ES, like ``cma.fmin2(fn, x0, sigma0)``.
 
@@ -126,6 +170,14 @@ def fmin(
       params: hyperparameters for the strategy (no restarts).
       encoding: an `evojax_cma.Encoding` from the search space to `fn`'s parameters;
         `x0` and the returned ``xbest`` are in `fn`'s parameters.
+      constraints: ``g(x) <= 0`` as in ``cma.fmin_con2``: a host function of a point
+        returning ``m`` values, handled by pycma's adaptive augmented Lagrangian
+        (`evojax_cma.core.constraints`). ``xbest`` is then the final mean (pycma's
+        ``xfavorite``) and ``fbest`` the best feasible f evaluated (inf if none);
+        ``tolstagnation`` defaults to 0.
+      noise_handler: True or `evojax_cma.noise_handler` settings, as ``cma.fmin2``'s
+        ``noise_handler`` (UH-CMA-ES, `evojax_cma.core.noise`); ``tolfacupx`` defaults
+        to inf.
 
     Returns:
       ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
@@ -145,9 +197,19 @@ def fmin(
     verbose = int(options.get("verbose", 1))
     verb_disp = int(options.get("verb_disp", 100))
     key = jax.random.key(int(options.get("seed", 0)))
+    x_first = np.asarray(draw_x0(), dtype=np.float64)
     setup = make_setup(
-        n, options.get("bounds"), options.get("BoundaryHandler", "transform"), encoding
+        n,
+        options.get("bounds"),
+        options.get("BoundaryHandler", "transform"),
+        encoding,
+        noise_handling=noise_handler,
     )
+    if constraints is not None:
+        m = _host_constraints(constraints, x_first)
+        setup = setup._replace(constraints=partial(_constraint_values, constraints, m=m))
+        setup = setup._replace(num_constraints=m)
+    stop_opts = setup_stop_defaults(setup, stop_opts)
     evaluate = partial(_evaluate, fn, vectorized=vectorized, executor=executor)
 
     schedule, factor, maxiter_cap = first_run(config), 1.0, np.inf
@@ -162,7 +224,8 @@ def fmin(
             n, schedule.popsize, stop_opts, schedule.evals_before, jnp.asarray(maxiter_cap)
         )
         key, k_run, k_plan = jax.random.split(key, 3)
-        start = np.asarray(draw_x0(), dtype=np.float64)
+        start = np.asarray(draw_x0() if x_first is None else x_first, dtype=np.float64)
+        x_first = None
         _check_x0(start, n)
         state, flags, best = _one_run(
             run_strategy,
@@ -194,7 +257,10 @@ def fmin(
     if verbose > 0:
         print(f"termination on {reasons} after {evals} evaluations")
         print(f"best f = {best[1]:.10e}")
-    xbest = best[0] if best[0] is not None else start
+    if setup.constraints is not None:
+        xbest = np.asarray(phenotypes(setup, state.mean)[1], dtype=np.float64)
+    else:
+        xbest = best[0] if best[0] is not None else start
     result = FminResult(
         xbest=xbest,
         fbest=best[1],
@@ -218,7 +284,7 @@ def _check_x0(x0: Any, n: int | None = None) -> int:
 
 def _one_run(
     strategy: Strategy,
-    evaluate: Callable[[np.ndarray], np.ndarray],
+    evaluate: Callable[..., np.ndarray],
     setup: Setup,
     key: Any,
     x0: np.ndarray,
@@ -231,11 +297,16 @@ def _one_run(
     verbose: int,
     verb_disp: int,
 ) -> tuple[Any, Any, tuple[Any, float]]:
-    """One run to its termination; appends to `history`; returns ``(state, flags, best)``."""
+    """One run to its termination; appends to `history`; returns ``(state, flags, best)``.
+
+    The same steps as `evojax_cma.run.problem.generation`, with the evaluations on the
+    host between jitted pieces.
+    """
     dtype = jnp.result_type(float)
     state = strategy.init(key, jnp.asarray(x0, dtype), sigma0, params)
-    check_penalty_strategy(setup, state)
-    penalty = init_penalty_state(setup, strategy.num_dims, strategy.popsize, dtype)
+    check_strategy(setup, state)
+    aux = init_aux(setup, strategy.num_dims, strategy.popsize, dtype)
+    lam = strategy.popsize
 
     @jax.jit
     def ask(key, state):
@@ -243,12 +314,30 @@ def _one_run(
         return population, state, *phenotypes(setup, population)
 
     @jax.jit
-    def tell_and_stop(state, penalty, population, unrepaired, points, fitness):
+    def tell(state, aux, population, unrepaired, points, F, G):
+        h, aux = augmented(aux, F, G, lam)
         told, penalty = told_fitness(
-            setup, penalty, state, population, unrepaired, points, fitness, strategy.popsize
+            setup, aux.penalty, state, population, unrepaired, points, h, lam
         )
         state = strategy.tell(state, population, told)
-        return state, penalty, strategy.stop(state, stop_options)
+        aux = adapt_lagrangian(aux._replace(penalty=penalty), F, G, h, lam, strategy.num_dims)
+        return state, aux, h
+
+    @jax.jit
+    def reeval(key, state, population, h):
+        index, valid, again = reeval_points(setup, key, state, population, h, lam)
+        return index, valid, phenotypes(setup, again)[1]
+
+    @jax.jit
+    def treat(state, aux, h, F2, G2, index, valid, repeats):
+        if G2 is not None:
+            F2 = F2 + jnp.sum(al_lib.al_penalties(aux.al, G2), axis=-1)
+        return treat_noise(setup, aux, state, h, F2, index, valid, lam, repeats)
+
+    stop = jax.jit(strategy.stop)
+
+    def constraint_values(X):
+        return None if setup.constraints is None else jnp.asarray(setup.constraints(X), dtype)
 
     t0 = time.perf_counter()
     if verbose > 0:
@@ -257,11 +346,24 @@ def _one_run(
         key, k_ask = jax.random.split(key)
         population, state, unrepaired, points = ask(k_ask, state)
         X = np.asarray(points)
-        F = evaluate(X)
-        state, penalty, flags = tell_and_stop(
-            state, penalty, population, unrepaired, points, jnp.asarray(F, dtype)
-        )
-        ok = np.isfinite(F)
+        repeats = int(evaluations_per_value(aux))
+        F = evaluate(X, repeats=repeats)
+        G = constraint_values(X)
+        state, aux, h = tell(state, aux, population, unrepaired, points, jnp.asarray(F, dtype), G)
+        if setup.noise is not None:
+            index, valid, moved = reeval(jax.random.fold_in(k_ask, 2), state, population, h)
+            X2 = np.asarray(moved)
+            # only the rows in use are evaluated; the others keep a placeholder
+            used = np.asarray(valid)
+            F2 = np.zeros(X2.shape[0])
+            F2[used] = evaluate(X2[used], repeats=repeats)
+            G2 = None
+            if setup.constraints is not None:
+                G2 = np.zeros((X2.shape[0], setup.num_constraints))
+                G2[used] = setup.constraints(X2[used])
+            state, aux = treat(state, aux, h, jnp.asarray(F2, dtype), G2, index, valid, repeats)
+        flags = stop(state, stop_options)
+        ok = np.isfinite(F) & (True if G is None else np.all(np.asarray(G) <= 0, axis=1))
         if ok.any() and F[ok].min() < best[1]:
             i = int(np.argmin(np.where(ok, F, np.inf)))
             best = (X[i].astype(np.float64), float(F[i]))

@@ -18,20 +18,20 @@ import jax.numpy as jnp
 from jax import Array, lax
 
 from evojax_cma.core.encoding import Encoding
+from evojax_cma.core.noise import NoiseOptions
 from evojax_cma.core.termination import StopOptions
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_positive_scalar, check_vector
 from evojax_cma.run.problem import (
     Setup,
-    active_popsize,
-    best_of,
-    check_penalty_strategy,
-    init_penalty_state,
+    check_strategy,
+    generation,
+    init_aux,
     initial_genotype,
     make_setup,
     phenotypes,
     population_fitness,
-    told_fitness,
+    setup_stop_defaults,
 )
 
 
@@ -43,8 +43,9 @@ class RunResult(NamedTuple):
         genotypes, its ``best_f`` the fitness as told, with any bound penalty).
       stop_flags: one boolean per name in `evojax_cma.STOP_NAMES`; see
         `evojax_cma.stop_reasons`.
-      best_x: the best evaluated point, as the objective saw it (phenotype, in bounds).
-      best_f: the objective's value there.
+      best_x: the best evaluated point, as the objective saw it (phenotype, in bounds;
+        with constraints, the best feasible one).
+      best_f: the objective's value there (inf if none was feasible).
     """
 
     state: Any
@@ -82,8 +83,8 @@ def chunked_fitness(
 @partial(jax.jit, static_argnames=("strategy", "fn", "batched", "chunked", "setup"))
 def _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, options):
     state = strategy.init(key, x0, sigma0, params)
-    check_penalty_strategy(setup, state)
-    penalty = init_penalty_state(setup, strategy.num_dims, strategy.popsize, state.mean.dtype)
+    check_strategy(setup, state)
+    aux = init_aux(setup, strategy.num_dims, strategy.popsize, state.mean.dtype)
     no_stop = jnp.zeros(len(options), bool)
     best = (phenotypes(setup, state.mean)[1], jnp.asarray(jnp.inf, state.mean.dtype))
 
@@ -91,7 +92,7 @@ def _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, op
         return ~jnp.any(carry[2])
 
     def body(carry):
-        key, state, flags, penalty, best = carry
+        key, state, flags, aux, best = carry
         key, k_ask = jax.random.split(key)
         if chunked:
             decode = partial(_decode, setup)
@@ -100,18 +101,13 @@ def _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, op
             best_f = jnp.minimum(best[1], jnp.min(jnp.where(jnp.isnan(fitness), jnp.inf, fitness)))
             best = (phenotypes(setup, state.best_x)[1], best_f)
         else:
-            population, state = strategy.ask(k_ask, state, active=~jnp.any(flags))
-            unrepaired, points = phenotypes(setup, population)
-            fitness = population_fitness(fn, batched, points)
-            lam = active_popsize(strategy, state)
-            told, penalty = told_fitness(
-                setup, penalty, state, population, unrepaired, points, fitness, lam
+            active = ~jnp.any(flags)
+            state, aux, best = generation(
+                strategy, fn, batched, setup, k_ask, state, aux, best, active
             )
-            best = best_of(best, points, fitness, lam)
-            state = strategy.tell(state, population, told)
-        return key, state, strategy.stop(state, options), penalty, best
+        return key, state, strategy.stop(state, options), aux, best
 
-    _, state, flags, _, best = lax.while_loop(cond, body, (key, state, no_stop, penalty, best))
+    _, state, flags, _, best = lax.while_loop(cond, body, (key, state, no_stop, aux, best))
     return RunResult(state, flags, best[0], best[1])
 
 
@@ -133,13 +129,18 @@ def minimize(
     bounds: Any = None,
     bound_handler: str = "transform",
     encoding: Encoding | None = None,
+    constraints: Callable[[Array], Array] | None = None,
+    noise_handling: bool | NoiseOptions = False,
+    keyed: bool = False,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
 
     Args:
       strategy: e.g. ``evojax_cma.cma_es(n)``.
       fn: a JAX-traceable objective. It maps one point ``(n,)`` to a scalar, or, with
-        ``batched=True``, a population ``(popsize, n)`` to ``(popsize,)``.
+        ``batched=True``, a population ``(popsize, n)`` to ``(popsize,)``. With
+        ``keyed=True`` it takes a PRNG key as second argument (a noisy objective; every
+        call gets a fresh key).
       key: a PRNG key; the same key gives the same run, jitted or vmapped.
       x0: initial mean, shape ``(n,)``, as the objective sees points (phenotype); it is
         encoded into the search space (and moved into `bounds`, with a warning).
@@ -159,6 +160,16 @@ def minimize(
       encoding: an `evojax_cma.Encoding` (`evojax_cma.scaling`, `evojax_cma.log_scale`,
         `evojax_cma.chain` of them) from the search space to the objective's parameters,
         applied before the bounds.
+      constraints: inequality constraints ``g(x) <= 0``: a JAX function of a point
+        returning ``(m,)`` values (with ``batched``: ``(popsize, n) -> (popsize, m)``),
+        handled by pycma's adaptive augmented Lagrangian
+        (`evojax_cma.core.constraints`); ``tolstagnation`` then defaults to 0 (off), as
+        in ``cma.fmin_con2``. The final ``state.mean`` is the solution to use (pycma's
+        ``xfavorite``); ``best_x`` is the best feasible point evaluated.
+      noise_handling: True or `evojax_cma.noise_handler` settings: UH-CMA-ES
+        (`evojax_cma.core.noise`, pycma's ``noise_handler``); ``tolfacupx`` then
+        defaults to inf, as in pycma. CMA-family strategies only.
+      keyed: whether `fn` takes a PRNG key (see `fn`).
 
     Returns:
       `RunResult` with the final state and the flags of the criteria that fired.
@@ -173,21 +184,35 @@ def minimize(
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    if options is None:
-        options = strategy.stop_options()
-    elif isinstance(options, dict):
-        options = strategy.stop_options(**options)
+    check_vector("x0", x0, strategy.num_dims)
+    check_positive_scalar("sigma0", sigma0)
+    setup = make_setup(
+        strategy.num_dims,
+        bounds,
+        bound_handler,
+        encoding,
+        constraints=constraints,
+        noise_handling=noise_handling,
+        keyed=keyed,
+        batched=batched,
+        x0=x0,
+    )
+    if options is None or isinstance(options, dict):
+        options = strategy.stop_options(**setup_stop_defaults(setup, options or {}))
     elif not isinstance(options, StopOptions):
         raise TypeError(f"options must be a StopOptions or a dict, got {type(options).__name__}")
     if params is None:
         params = strategy.default_params()
-    check_vector("x0", x0, strategy.num_dims)
-    check_positive_scalar("sigma0", sigma0)
-    if chunked and strategy.tell_keyed is None:
-        raise ValueError(f"chunked=True needs a strategy with chunks; {strategy.name!r} has none")
-    setup = make_setup(strategy.num_dims, bounds, bound_handler, encoding)
-    if chunked and setup.penalized:
-        raise ValueError("bound_handler='penalty' is not available with chunked=True")
+    if chunked:
+        if strategy.tell_keyed is None:
+            raise ValueError(
+                f"chunked=True needs a strategy with chunks; {strategy.name!r} has none"
+            )
+        if setup.penalized or setup.constraints or setup.noise or setup.keyed:
+            raise ValueError(
+                "chunked=True works without bound_handler='penalty', constraints, "
+                "noise_handling and keyed"
+            )
     x0 = initial_genotype(setup, x0)
     return _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, options)
 

@@ -46,6 +46,7 @@ from jax import Array, lax
 
 from evojax_cma.core import termination
 from evojax_cma.core.encoding import Encoding
+from evojax_cma.core.noise import NoiseOptions
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
     check_int,
@@ -55,13 +56,12 @@ from evojax_cma.core.validation import (
     is_concrete,
 )
 from evojax_cma.run.problem import (
-    best_of,
-    init_penalty_state,
+    generation,
+    init_aux,
     initial_genotype,
     make_setup,
     phenotypes,
-    population_fitness,
-    told_fitness,
+    setup_stop_defaults,
 )
 from evojax_cma.strategies.cma_es import cma_es, default_popsize
 
@@ -198,8 +198,9 @@ class RestartResult(NamedTuple):
     """Outcome of `minimize_restarts` (batched like its inputs under ``vmap``).
 
     Attributes:
-      best_x: best evaluated point of all runs (phenotype, in bounds).
-      best_f: the objective's value there.
+      best_x: best evaluated point of all runs (phenotype, in bounds; with constraints,
+        the best feasible one).
+      best_f: the objective's value there (inf if none was feasible).
       evals: evaluations of all runs.
       runs: number of runs (1 + restarts made).
       small_runs: of them, BIPOP's small-population runs.
@@ -229,54 +230,47 @@ def _minimize_restarts(strategy, fn, batched, x0_fn, config, setup, key, x0, sig
         params = strategy.default_params(schedule.popsize)
         state = strategy.init(k_init, jnp.asarray(start_x, dtype), sigma0 * sigma_factor, params)
         opts = run_stop_options(n, schedule.popsize, overrides, schedule.evals_before, maxiter_cap)
-        return state, opts, init_penalty_state(setup, n, config.popsize, dtype)
+        return state, opts, init_aux(setup, n, config.popsize, dtype)
 
     dtype = jnp.result_type(float) if x0_fn is not None else termination.start_point(x0).dtype
     key, k_start = jax.random.split(key)
     schedule = first_run(config)
-    state, opts, penalty = start(k_start, schedule, 1.0, jnp.inf)
+    state, opts, aux = start(k_start, schedule, 1.0, jnp.inf)
     flags = jnp.zeros(len(termination.STOP_NAMES), bool)
     best = (phenotypes(setup, state.mean)[1], jnp.asarray(jnp.inf, dtype))
-    carry = (key, state, opts, penalty, schedule, best, flags, jnp.asarray(False))
+    carry = (key, state, opts, aux, schedule, best, flags, jnp.asarray(False))
 
     def cond(carry):
         return ~carry[-1]
 
     def body(carry):
-        key, state, opts, penalty, schedule, best, _, done = carry
+        key, state, opts, aux, schedule, best, _, done = carry
         key, k_ask, k_plan, k_start = jax.random.split(key, 4)
-        population, state = strategy.ask(k_ask, state, active=~done)
-        unrepaired, points = phenotypes(setup, population)
-        fitness = population_fitness(fn, batched, points)
-        told, penalty = told_fitness(
-            setup, penalty, state, population, unrepaired, points, fitness, schedule.popsize
-        )
-        best = best_of(best, points, fitness, schedule.popsize)
-        state = strategy.tell(state, population, told)
+        state, aux, best = generation(strategy, fn, batched, setup, k_ask, state, aux, best, ~done)
         flags = strategy.stop(state, opts)
 
         def restart(args):
-            state, opts, penalty, schedule = args
+            state, opts, aux, schedule = args
             schedule, factor, maxiter_cap, exhausted = plan_next_run(
                 config, schedule, state.evals, k_plan
             )
-            new_state, new_opts, new_penalty = start(k_start, schedule, factor, maxiter_cap)
-            return new_state, new_opts, new_penalty, schedule, exhausted
+            new_state, new_opts, new_aux = start(k_start, schedule, factor, maxiter_cap)
+            return new_state, new_opts, new_aux, schedule, exhausted
 
         def keep(args):
             return (*args, jnp.asarray(False))
 
         run_over = jnp.any(flags)
         ends_all = jnp.any(flags & end_all)
-        restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, penalty, schedule))
+        restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, aux, schedule))
         done = ends_all | restarted[-1]
         # A finished optimisation keeps its last run's state, options and schedule.
-        state, opts, penalty, schedule = jax.tree.map(
+        state, opts, aux, schedule = jax.tree.map(
             lambda old, new: jnp.where(done, old, new),
-            (state, opts, penalty, schedule),
+            (state, opts, aux, schedule),
             restarted[:-1],
         )
-        return key, state, opts, penalty, schedule, best, flags, done
+        return key, state, opts, aux, schedule, best, flags, done
 
     _, state, _, _, schedule, best, flags, _ = lax.while_loop(cond, body, carry)
     return RestartResult(
@@ -332,6 +326,9 @@ def minimize_restarts(
     bounds: Any = None,
     bound_handler: str = "transform",
     encoding: Encoding | None = None,
+    constraints: Callable[[Array], Array] | None = None,
+    noise_handling: bool | NoiseOptions = False,
+    keyed: bool = False,
 ) -> RestartResult:
     """IPOP- or BIPOP-CMA-ES in one ``jit``, like ``cma.fmin2(fn, x0, sigma0, restarts=9)``.
 
@@ -361,6 +358,10 @@ def minimize_restarts(
       bound_handler: ``"transform"`` or ``"penalty"``; see `evojax_cma.minimize`.
       encoding: an `evojax_cma.Encoding`; see `evojax_cma.minimize`. `x0` (and what an
         `x0` function returns) is a phenotype.
+      constraints: ``g(x) <= 0``; see `evojax_cma.minimize` (fresh coefficients every
+        run).
+      noise_handling: see `evojax_cma.minimize` (a fresh noise level every run).
+      keyed: whether `fn` takes a PRNG key; see `evojax_cma.minimize`.
 
     Returns:
       A `RestartResult`.
@@ -389,8 +390,19 @@ def minimize_restarts(
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
+    setup = make_setup(
+        n,
+        bounds,
+        bound_handler,
+        encoding,
+        constraints=constraints,
+        noise_handling=noise_handling,
+        keyed=keyed,
+        batched=batched,
+        x0=None if x0_fn is not None else x0,
+    )
+    options = setup_stop_defaults(setup, options)
     overrides = {k: jnp.asarray(v) for k, v in options.items()}
-    setup = make_setup(n, bounds, bound_handler, encoding)
     if x0_fn is None:
         x0 = initial_genotype(setup, x0)
     return _minimize_restarts(
