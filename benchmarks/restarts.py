@@ -6,7 +6,7 @@ domains), x0 uniform in the domain for every run. Ours: all seeds vmapped in one
 (masked populations up to ``max_popsize``; the CPU cost of the masking is in the wall
 time). Writes ``results/restarts_<device>.json``.
 
-    python benchmarks/restarts.py [--seeds 10] [--dims 10 20]
+    python benchmarks/restarts.py [--seeds 10] [--dims 10 20] [--budget-per-dim 2e4]
 """
 
 from __future__ import annotations
@@ -75,21 +75,23 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--dims", type=int, nargs="+", default=[10, 20])
-    parser.add_argument("--budget", type=float, default=2e5)
+    parser.add_argument("--budget-per-dim", type=float, default=2e4, help="budget = this * n")
     args = parser.parse_args()
     rows = []
     for n in args.dims:
         for name, (f_ours, f_ref, half, sigma0, target) in PROBLEMS.items():
             for bipop in (False, True):
-                setting = (n, half, sigma0, target, args.budget, bipop, args.seeds)
+                budget = args.budget_per_dim * n
+                setting = (n, half, sigma0, target, budget, bipop, args.seeds)
                 a = summary(*ours(f_ours, *setting))
                 b = summary(*pycma(f_ref, *setting))
-                row = dict(problem=name, n=n, method="BIPOP" if bipop else "IPOP", ours=a, pycma=b)
+                row = dict(problem=name, n=n, budget=budget, method="BIPOP" if bipop else "IPOP")
+                row.update(ours=a, pycma=b)
                 print(row, flush=True)
                 rows.append(row)
                 write(
                     f"restarts_{jax.devices()[0].platform}",
-                    dict(budget=args.budget, rows=rows),
+                    dict(budget_per_dim=args.budget_per_dim, rows=rows),
                 )
 
 

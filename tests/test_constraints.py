@@ -110,9 +110,7 @@ def test_fmin_with_constraints_like_fmin_con2():
 
     ours, theirs = [], []
     for seed in range(5):
-        x, res = ec.fmin(
-            _sphere_np, n * [1.0], 0.5, {"seed": seed, "verbose": 0}, constraints=g
-        )
+        x, res = ec.fmin(_sphere_np, n * [1.0], 0.5, {"seed": seed, "verbose": 0}, constraints=g)
         assert g(x)[0] < 1e-5 and abs(_sphere_np(x) - 1.0) < 1e-5, (x, res.stop)
         assert 1.0 <= res.fbest <= 1.0 + 1e-5  # the best feasible f evaluated
         ours.append(res.evals)
