@@ -148,3 +148,20 @@ def test_bad_noise_settings():
             1.0,
             noise_handling=True,
         )
+
+
+def test_restarts_with_noise_handling():
+    """Each run of minimize_restarts starts a fresh noise level; the evaluations of the
+    re-evaluations are counted in the budget."""
+    res = ec.minimize_restarts(
+        _noisy_sphere,
+        jax.random.key(3),
+        jnp.ones(4),
+        1.0,
+        {"maxfevals": 6000.0},
+        restarts=2,
+        keyed=True,
+        noise_handling=ec.noise_handler([1, 1, 10]),
+    )
+    assert np.isfinite(float(res.best_f)) and np.all(np.isfinite(res.state.mean))
+    assert 6000 <= int(res.evals) < 6000 + 20 * 11
