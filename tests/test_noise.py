@@ -165,3 +165,28 @@ def test_restarts_with_noise_handling():
     )
     assert np.isfinite(float(res.best_f)) and np.all(np.isfinite(res.state.mean))
     assert 6000 <= int(res.evals) < 6000 + 20 * 11
+
+
+def test_keyed_batched_objective_gets_fresh_keys():
+    """``keyed=True, batched=True``: ``fn(X, key)``; two calls never share noise."""
+    seen = []
+
+    def f(X, key):
+        noise = jax.random.normal(key, (X.shape[0],))
+        jax.debug.callback(lambda v: seen.append(np.asarray(v)), noise)
+        return jnp.sum(X**2, axis=1) * jnp.exp(0.1 * noise)
+
+    res = ec.minimize(
+        ec.cma_es(4),
+        f,
+        jax.random.key(0),
+        jnp.ones(4),
+        1.0,
+        options={"maxiter": 5},
+        batched=True,
+        keyed=True,
+        noise_handling=True,
+    )
+    assert int(res.state.generation) == 5 and len(seen) == 10  # 5 populations + 5 re-evals
+    firsts = {float(v[0]) for v in seen}
+    assert len(firsts) == len(seen)
