@@ -361,7 +361,9 @@ def _one_run(
             if setup.constraints is not None:
                 G2 = np.zeros((X2.shape[0], setup.num_constraints))
                 G2[used] = setup.constraints(X2[used])
-            state, aux = treat(state, aux, h, jnp.asarray(F2, dtype), G2, index, valid, repeats)
+            state, aux = treat(
+                state, aux, h, jnp.asarray(F2, dtype), G2, index, valid, jnp.asarray(repeats)
+            )
         flags = stop(state, stop_options)
         ok = np.isfinite(F) & (True if G is None else np.all(np.asarray(G) <= 0, axis=1))
         if ok.any() and F[ok].min() < best[1]:
