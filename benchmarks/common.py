@@ -49,6 +49,21 @@ def median_time(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def interleaved_times(calls: dict, rounds: int = 7) -> dict:
+    """Median seconds of each zero-argument call in `calls`, timed in alternation.
+
+    Every round times each call once, so that all sides see the same machine load (these
+    machines are shared and noisy; ratios are only meaningful measured side by side).
+    """
+    times: dict = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def write(name: str, payload: dict) -> pathlib.Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -20,7 +20,7 @@ import optax
 import evojax_cma as ec
 from evojax_cma.problems import ellipsoid
 
-from common import median_time, write
+from common import interleaved_times, write
 
 LR, SIGMA, LAM_GRAD = 0.02, 0.1, 100
 SIGMA_DECAY, SIGMA_MIN = 0.995, 1e-4  # OpenAI-ES in the evaluations-to-target runs
@@ -117,14 +117,16 @@ def timing(dims, gens_of):
             es, params = evosax_pair(theirs, n, lam, s0)
             f_theirs = evosax_scan(es, params, sphere_batch, x0, gens)
             key = jax.random.key(0)
-            out = {}
+            compiled, compile_s = {}, {}
             for label, f in (("ours", f_ours), ("evosax", f_theirs)):
                 t0 = time.perf_counter()
-                compiled = f.lower(key).compile()
-                c = time.perf_counter() - t0
-                jax.block_until_ready(compiled(key))
-                t = median_time(lambda c=compiled, k=key: jax.block_until_ready(c(k)))
-                out[label] = (t / gens, c)
+                compiled[label] = f.lower(key).compile()
+                compile_s[label] = time.perf_counter() - t0
+                jax.block_until_ready(compiled[label](key))
+            times = interleaved_times(
+                {k: (lambda c=c, x=key: jax.block_until_ready(c(x))) for k, c in compiled.items()}
+            )
+            out = {k: (t / gens, compile_s[k]) for k, t in times.items()}
             ratio = out["ours"][0] / out["evosax"][0]
             rows.append(
                 dict(
@@ -198,7 +200,7 @@ def to_target(cases, seeds):
 
 def main(quick=False):
     dims = (100, 1000) if quick else (100, 1000, 10_000)
-    rows = timing(dims, lambda n: {100: 500, 1000: 200, 10_000: 30}[n])
+    rows = timing(dims, lambda n: {100: 500, 1000: 200, 10_000: 60}[n])
     cases = [
         ("sep_cma_es", "Sep_CMA_ES", n, elli_batch, None, None, 1.0, g)
         for n, g in ((100, 40000), (1000, 60000))
