@@ -1,8 +1,8 @@
 """The accelerator figures the issues ask for, in one script (any JAX device; float32).
 
-1. CMA-ES, 10,000 vmapped runs of the 10-D sphere for 1000 generations (ask/tell in one
-   ``lax.scan``): time per run·generation and in total; evosax's CMA_ES in the same run
-   when it is installed.
+1. CMA-ES, 10,000 vmapped runs of the 10-D sphere for 1000 generations (``speed_cpu.py``'s
+   runners: ask/tell in one ``lax.scan``): time per run·generation and in total; evosax's
+   CMA_ES timed in alternation when it is installed.
 2. CMA-ES, one run at n = 1000 (default λ): time per generation and how many
    eigendecompositions the lazy gap allowed.
 3. OpenAI-ES with 10⁶ parameters and popsize 10⁴, chunked (noise regenerated from keys,
@@ -23,14 +23,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from speed_cpu import compile_jax, evosax_runner, ours_runner, sphere_batch
 
 import evojax_cma as ec
 
-from common import median_time, write
-
-
-def sphere_batch(x):
-    return jnp.sum(x**2, axis=-1)
+from common import interleaved_times, median_time, write
 
 
 def timed(fn, *args):
@@ -43,60 +41,22 @@ def timed(fn, *args):
 
 
 def cma_many_runs(runs, n, gens):
-    es = ec.cma_es(n)
-
-    def one(key):
-        state = es.init(key, jnp.ones(n), 1.0)
-
-        def step(state, k):
-            x, state = es.ask(k, state)
-            return es.tell(state, x, sphere_batch(x)), None
-
-        return jax.lax.scan(step, state, jax.random.split(key, gens))[0].best_f
-
-    def batch(key):
-        return jax.vmap(one)(jax.random.split(key, runs))
-
-    seconds, compile_s, best = timed(batch, jax.random.key(0))
-    row = dict(
-        runs=runs,
-        n=n,
-        popsize=es.popsize,
-        generations=gens,
-        seconds=seconds,
-        compile_s=compile_s,
-        us_per_run_generation=seconds / (runs * gens) * 1e6,
-        median_best_f=float(jnp.median(best)),
-    )
+    """speed_cpu's runners at GPU scale; ours and evosax timed in alternation."""
+    lam = 4 + int(3 * np.log(n))
+    call_ours, compile_ours = compile_jax(ours_runner, n, lam, runs, gens)
+    row = dict(runs=runs, n=n, popsize=lam, generations=gens, compile_s=compile_ours)
+    calls = {"ours": call_ours}
     try:
-        from evosax import algorithms as A  # noqa: N812
+        calls["evosax"], row["compile_s_evosax"] = compile_jax(evosax_runner, n, lam, runs, gens)
     except ImportError:
         row["evosax"] = "not installed"
-        return row
-    theirs = A.CMA_ES(es.popsize, jnp.zeros(n))
-    params = theirs.default_params
-
-    def one_evosax(key):
-        state = theirs.init(key, jnp.ones(n), params)
-
-        def step(state, k):
-            k1, k2 = jax.random.split(k)
-            x, state = theirs.ask(k1, state, params)
-            state, _ = theirs.tell(k2, x, sphere_batch(x), state, params)
-            return state, None
-
-        return jax.lax.scan(step, state, jax.random.split(key, gens))[0].best_fitness
-
-    def batch_evosax(key):
-        return jax.vmap(one_evosax)(jax.random.split(key, runs))
-
-    seconds_e, compile_e, _ = timed(batch_evosax, jax.random.key(0))
-    row["evosax"] = dict(
-        seconds=seconds_e,
-        compile_s=compile_e,
-        us_per_run_generation=seconds_e / (runs * gens) * 1e6,
-    )
-    row["ours_over_evosax"] = seconds / seconds_e
+    times = interleaved_times(calls, rounds=3)
+    for name, seconds in times.items():
+        row[f"seconds_{name}"] = seconds
+        row[f"us_per_run_generation_{name}"] = seconds / (runs * gens) * 1e6
+    if "evosax" in times:
+        row["ours_over_evosax"] = times["ours"] / times["evosax"]
+    row["median_f_mean_ours"] = float(jnp.median(sphere_batch(call_ours())))
     return row
 
 
