@@ -1,10 +1,15 @@
 """evojax_cma: evolution strategies in JAX, with CMA-ES as pycma defines it."""
 
-from evojax_cma.core.encoding import Encoding, bound_transform, chain, log_scale, scaling
-from evojax_cma.core.noise import NoiseOptions, noise_handler
 from evojax_cma.core.shaping import centered_ranks, rank_order, ranks
 from evojax_cma.core.termination import STOP_NAMES, StopOptions, stop_reasons
-from evojax_cma.core.types import Strategy
+from evojax_cma.core.types import (
+    CHUNKED,
+    COVARIANCE,
+    DIAGONAL,
+    MASKED_POPSIZE,
+    WEIGHTED,
+    Strategy,
+)
 from evojax_cma.run import (
     FminResult,
     RestartResult,
@@ -21,14 +26,29 @@ from evojax_cma.strategies.lm_ma_es import LMMAParams, LMMAState, lm_ma_es
 from evojax_cma.strategies.open_es import OpenESParams, open_es
 from evojax_cma.strategies.sep_cma_es import SepCMAParams, SepCMAState, sep_cma_es
 from evojax_cma.strategies.variational import VariationalParams, variational
+from evojax_cma.transforms import (
+    NoiseHandler,
+    Pipeline,
+    Transform,
+    bound_penalty,
+    bound_transform,
+    chain,
+    log_scale,
+    noise_handler,
+    scaling,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CHUNKED",
+    "COVARIANCE",
+    "DIAGONAL",
+    "MASKED_POPSIZE",
     "STOP_NAMES",
+    "WEIGHTED",
     "CMAParams",
     "CMAState",
-    "Encoding",
     "SepCMAParams",
     "SepCMAState",
     "FminResult",
@@ -37,7 +57,10 @@ __all__ = [
     "VariationalParams",
     "LMMAParams",
     "LMMAState",
-    "NoiseOptions",
+    "NoiseHandler",
+    "Pipeline",
+    "Transform",
+    "bound_penalty",
     "RestartResult",
     "RunResult",
     "StopOptions",

@@ -28,7 +28,7 @@ def test_fmin_like_pycma_fmin2(capsys):
 def test_fmin_vectorized_and_executor_give_the_same_run():
     opts = {"verbose": 0, "maxiter": 50, "seed": 1}
     _, a = ec.fmin(_rosen, np.zeros(4), 0.3, opts)
-    _, b = ec.fmin(lambda X: [_rosen(x) for x in X], np.zeros(4), 0.3, opts, vectorized=True)
+    _, b = ec.fmin(lambda X: [_rosen(x) for x in X], np.zeros(4), 0.3, opts, batched=True)
     with ThreadPoolExecutor(2) as pool:
         _, c = ec.fmin(_rosen, np.zeros(4), 0.3, opts, executor=pool)
     assert a.fbest == b.fbest == c.fbest and a.iterations == 50

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import evojax_cma as ec
-from evojax_cma.core import noise
+from evojax_cma.transforms import noise
 
 N = 10
 NOISE = 10.0  # log-normal multiplicative noise exp(NOISE * N(0, 1) / n): pycma's hard case
@@ -47,7 +47,7 @@ def test_measurement_matches_pycma(popsize, reevals):
         refit = np.zeros(len(index))
         refit[np.asarray(valid)] = again
         s = measure(jnp.asarray(fit), jnp.asarray(refit), index, valid, popsize)
-        state, factor = noise.treat(state, s, N, opts)
+        state, factor = noise.adapt_noise_level(state, s, N, opts)
         np.testing.assert_allclose(state.noise_s, ref.noiseS, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(state.evaluations, ref.evaluations, rtol=1e-12)
         np.testing.assert_allclose(factor, factor_ref, rtol=1e-15)
@@ -96,7 +96,7 @@ def test_host_fmin_noise_handler():
         np.ones(N),
         1.0,
         {**RUN_OPTIONS, "maxfevals": 3e4, "verbose": 0},
-        noise_handler=ec.noise_handler([1, 1, 30]),
+        noise_handling=ec.noise_handler([1, 1, 30]),
     )
     assert np.sum(np.asarray(res.state.mean) ** 2) < 1e-2
     assert res.evals >= 3e4

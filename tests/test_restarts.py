@@ -170,7 +170,7 @@ def test_fmin_restarts_like_pycma():
     rng = np.random.default_rng(0)
     f = cma.ff.rastrigin
     x, res = ec.fmin(
-        f, lambda: rng.uniform(-5, 5, 6), 2.0, {"ftarget": 1e-8, "verbose": 0}, restarts=6
+        f, lambda key: rng.uniform(-5, 5, 6), 2.0, {"ftarget": 1e-8, "verbose": 0}, restarts=6
     )
     assert res.fbest < 1e-8 and res.runs >= 1 and res.stop == ["ftarget"]
     assert f(x) == pytest.approx(res.fbest)

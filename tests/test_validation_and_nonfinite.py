@@ -71,7 +71,7 @@ def test_bad_tell_shapes_and_options():
 
 def test_fmin_rejects_objective_with_wrong_output_shape():
     with pytest.raises(ValueError, match="one scalar per point"):
-        ec.fmin(lambda X: np.zeros(2), np.zeros(3), 1.0, {"verbose": 0}, vectorized=True)
+        ec.fmin(lambda X: np.zeros(2), np.zeros(3), 1.0, {"verbose": 0}, batched=True)
 
 
 def test_ranking_rule_for_non_finite_and_ties():

@@ -17,7 +17,9 @@ Optimisers
 hyperparameters (``learning_rate``, ``b1``, ...) are injected with
 ``optax.inject_hyperparams`` and live in the strategy's params pytree, so a learning-rate
 sweep is a ``jax.vmap``. A ready ``optax.GradientTransformation`` is used as given (its
-hyperparameters are then fixed).
+hyperparameters are then fixed). `params_with_overrides` resolves a strategy's
+``default_params(**overrides)``: every params field by its name, and every injected
+hyperparameter by its own name (with a prefix per optimiser when there are several).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import Array, lax
 
 from evojax_cma.core import shaping
-from evojax_cma.core.validation import is_concrete
+from evojax_cma.core.validation import check_options, check_overrides, is_concrete
 
 Shaping = Callable[[Array], Array]
 
@@ -157,5 +160,54 @@ def check_hparams(name: str, hparams: dict[str, Any]) -> None:
     """Require a positive learning rate where it is concrete (checked before tracing)."""
     lr = hparams.get("learning_rate")
     if lr is not None and is_concrete(lr):
-        if not jnp.all(jnp.asarray(lr) > 0):
+        if not np.all(np.asarray(lr) > 0):  # NumPy: jnp would be staged inside a jit
             raise ValueError(f"{name}['learning_rate'] must be > 0, got {lr}")
+
+
+def params_with_overrides(
+    owner: str,
+    overrides: dict[str, Any],
+    fields: dict[str, Any],
+    optimizers: dict[str, tuple[OptimizerSpec, str]],
+) -> dict[str, Any]:
+    """The fields of a score-function strategy's params: defaults updated by `overrides`.
+
+    Args:
+      owner: for error messages, e.g. ``"open_es.default_params"``.
+      overrides: keyword arguments of ``default_params``; values may be traced.
+      fields: the scalar params fields with their defaults (``weight_decay``, ...).
+      optimizers: params field (``"optimizer"``) -> ``(spec, prefix)``. Hyperparameter
+        ``h`` of that optimiser is overridden by the keyword ``prefix + h``
+        (``learning_rate``, ``sigma_b1``, ...) unless that name is already a field, and
+        always by the field itself, a dict merged into the defaults
+        (``optimizer={"b1": 0.8}``).
+
+    Returns:
+      A dict of every params field: the scalars and one hyperparameter dict per optimiser.
+
+    Raises:
+      TypeError: an unknown name; the message lists the valid ones.
+      ValueError: a value that is not a scalar, is NaN, or a concrete learning rate <= 0.
+    """
+    flat: dict[str, tuple[str, str]] = {}
+    for field, (spec, prefix) in optimizers.items():
+        for h in spec.defaults:
+            key = prefix + h
+            if key not in fields and key not in optimizers and key not in flat:
+                flat[key] = (field, h)
+    shapes: dict[str, tuple[int, ...] | None] = {k: () for k in (*fields, *flat)}
+    shapes.update({k: None for k in optimizers})
+    check_overrides(owner, overrides, shapes)
+    values = {k: overrides.get(k, v) for k, v in fields.items()}
+    for field, (spec, _) in optimizers.items():
+        given = overrides.get(field, {})
+        if not isinstance(given, dict):
+            raise TypeError(f"{field} must be a dict of hyperparameters, got {given!r}")
+        check_options(f"{owner}({field}=...) hyperparameter(s)", given, frozenset(spec.defaults))
+        hparams = {**spec.defaults, **given}
+        hparams.update(
+            {h: overrides[k] for k, (f, h) in flat.items() if f == field and k in overrides}
+        )
+        check_hparams(field, hparams)
+        values[field] = hparams
+    return values

@@ -23,7 +23,6 @@ laid out as ``[+eps; -eps]``, index-ordered ranks on a plateau would push the me
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -156,46 +155,11 @@ def cma_raw_weights(popsize: Any, capacity: int | None = None, xp: Any = np) -> 
 
 
 def mueff_of(weights: Any, xp: Any = np) -> Any:
-    """Variance-effective selection mass of the positive weights."""
+    r"""Variance-effective selection mass :math:`(\sum w_i^+)^2 / \sum (w_i^+)^2` (Eq. 8)."""
     wp = xp.maximum(weights, 0.0)
     return xp.sum(wp) ** 2 / xp.sum(wp**2)
 
 
-def finalize_negative_weights(weights: Any, num_dims: int, c1: Any, c_mu: Any, xp: Any = np) -> Any:
-    r"""Scale the negative weights as in the tutorial's Eqs. (50)-(53).
-
-    The negative weights (already summing to -1) are multiplied by
-    :math:`\min(\alpha_\mu^-, \alpha_{\mu_{\rm eff}}^-, \alpha_{\rm posdef}^-)` with
-    :math:`\alpha_\mu^- = 1 + c_1/c_\mu`,
-    :math:`\alpha_{\mu_{\rm eff}}^- = 1 + 2\mu_{\rm eff}^-/(\mu_{\rm eff}+2)` and
-    :math:`\alpha_{\rm posdef}^- = (1-c_1-c_\mu)/(n c_\mu)`; pycma's
-    ``finalize_negative_weights`` applies the same three limits one after another.
-    Works with ``xp = numpy`` or ``jax.numpy`` (traced values) alike.
-    """
-    w = xp.asarray(weights)
-    neg = w < 0
-    wn = xp.where(neg, w, 0.0)
-    neg_sum = xp.where(neg.any(), xp.sum(wn), -1.0)
-    mueff_minus = neg_sum**2 / xp.where(neg.any(), xp.sum(wn**2), 1.0)
-    c_mu_safe = xp.where(c_mu > 0, c_mu, 1.0)
-    alpha = xp.minimum(
-        xp.minimum(1.0 + c1 / c_mu_safe, 1.0 + 2.0 * mueff_minus / (mueff_of(w, xp) + 2.0)),
-        (1.0 - c1 - c_mu) / (num_dims * c_mu_safe),
-    )
-    return xp.where(neg & (c_mu > 0), w * alpha / -neg_sum, w)
-
-
-def expected_norm(num_dims: int, exact: bool = True) -> float:
-    r"""E‖N(0, I_n)‖ = :math:`\sqrt{2}\,\Gamma(\frac{n+1}{2})/\Gamma(\frac{n}{2})`.
-
-    With ``exact=False``, the tutorial's approximation
-    :math:`\sqrt{n}(1 - \frac{1}{4n} + \frac{1}{21 n^2})`. For ``exact=True`` and
-    ``n > 100`` pycma's series :math:`\sqrt{n}(1 - \frac{1}{4n} + \frac{1}{32 n^2})` is used,
-    which is within 5e-5 relative of the exact value there.
-    """
-    n = num_dims
-    if not exact:
-        return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
-    if n > 100:
-        return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (32.0 * n * n))
-    return math.sqrt(2.0) * math.exp(math.lgamma((n + 1) / 2.0) - math.lgamma(n / 2.0))
+# The CMA family's other shared pieces (negative weights of Eqs. 50-53, E||N||, default
+# popsize, evolution paths) are in `evojax_cma.strategies.cma_family`; the two functions
+# above stay in the core because `cma_utilities` and `evojax_cma.core.penalty` need them.

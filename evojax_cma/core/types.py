@@ -18,6 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+COVARIANCE = "covariance"
+"""Capability: the state has ``sigma`` and a full covariance ``C`` of shape ``(n, n)``."""
+DIAGONAL = "diagonal"
+"""Capability: the state has ``sigma`` and a diagonal covariance ``C`` of shape ``(n,)``."""
+WEIGHTED = "weighted"
+"""Capability: ``params.weights`` are CMA recombination weights ``(popsize,)`` (best first)."""
+MASKED_POPSIZE = "masked_popsize"
+"""Capability: ``params.popsize`` is the number of leading rows that form the generation."""
+CHUNKED = "chunked"
+"""Capability: ``ask_chunk`` and ``tell_keyed`` evaluate a population chunk by chunk."""
+
 
 class Strategy(NamedTuple):
     """Static configuration and the pure functions of an evolution strategy.
@@ -27,10 +38,11 @@ class Strategy(NamedTuple):
       num_dims: dimension of the search space.
       popsize: number of candidates per generation (lambda).
       options: the static options the strategy was built with (a tuple of pairs).
-      default_params: ``() -> params`` with the strategy's default hyperparameters.
+      default_params: ``(**overrides) -> params``: the strategy's default hyperparameters,
+        with what depends on an overridden field re-derived (traced values allowed).
       init: ``(key, x0, sigma0, params=None) -> state``.
       ask: ``(key, state, *, active=True) -> (population, state)``; ``population`` has
-        shape ``(popsize, num_dims)``. A batched driver passes ``active=False`` for runs
+        shape ``(popsize, num_dims)``. A batched driver passes ``running=False`` for runs
         that have finished so that they never trigger work for the whole batch.
       tell: ``(state, population, fitness) -> state`` for fitness of shape ``(popsize,)``.
       stop: ``(state, options=None) -> flags``, one boolean per name in
@@ -43,6 +55,15 @@ class Strategy(NamedTuple):
         noise of the ``ask`` `key` chunk by chunk instead of reading the population (the
         points must be those ``ask_chunk`` produced); else None.
       chunk_size: rows per chunk (``popsize`` when the strategy has no chunks).
+      summary: ``state -> DistributionSummary`` (mean, sigma, per-coordinate stds, ...):
+        what drivers, termination and displays read from any strategy's state.
+      capabilities: what the state offers beyond the interface (`COVARIANCE`,
+        `DIAGONAL`, `WEIGHTED`, `MASKED_POPSIZE`, `CHUNKED`), declared by the strategy
+        instead of being guessed from its fields.
+
+    Two strategies compare equal (and hash alike) when their name, dimension, popsize,
+    chunk size and static options are equal: a strategy built twice with the same
+    arguments is the same static argument to ``jit``, so nothing recompiles.
     """
 
     name: str
@@ -58,3 +79,17 @@ class Strategy(NamedTuple):
     ask_chunk: Callable[..., Any] | None = None
     tell_keyed: Callable[..., Any] | None = None
     chunk_size: int | None = None
+    summary: Callable[[Any], Any] | None = None
+    capabilities: frozenset[str] = frozenset()
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.name, self.num_dims, self.popsize, self.chunk_size, self.options)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Strategy) and self._identity() == other._identity()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self._identity())

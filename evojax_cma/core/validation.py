@@ -11,12 +11,18 @@ import numbers
 from typing import Any
 
 import numpy as np
+from jax import tree_util
 from jax.core import Tracer
 
 
 def is_concrete(value: Any) -> bool:
     """True when `value` holds data on the host or device, not a tracer."""
     return not isinstance(value, Tracer)
+
+
+def any_traced(*values: Any) -> bool:
+    """True when some leaf of the pytrees `values` is a tracer (inside ``jit``/``vmap``)."""
+    return any(not is_concrete(leaf) for leaf in tree_util.tree_leaves(values))
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -75,3 +81,31 @@ def check_options(name: str, given: dict[str, Any], allowed: set[str] | frozense
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise TypeError(f"unknown {name} {unknown}; valid names are {sorted(allowed)}")
+
+
+def check_overrides(
+    name: str, overrides: dict[str, Any], shapes: dict[str, tuple[int, ...] | None]
+) -> None:
+    """Check ``default_params(**overrides)`` before anything is traced.
+
+    Args:
+      name: what the overrides are for, e.g. ``"cma_es.default_params"``.
+      overrides: the keyword arguments given.
+      shapes: the valid names, each with the shape its value must have (None: any).
+
+    Raises:
+      TypeError: for a name not in `shapes`; the message lists the valid names.
+      ValueError: for a value of the wrong shape, or a concrete value that is NaN (dicts
+        of optimiser hyperparameters are checked entry by entry).
+    """
+    check_options(f"{name} override(s)", overrides, frozenset(shapes))
+    for key, value in overrides.items():
+        shape = shapes[key]
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                check_overrides(f"{name}({key}=...)", {sub: v}, {sub: ()})
+            continue
+        if shape is not None and np.shape(value) != shape:
+            raise ValueError(f"{key} must have shape {shape}, got shape {np.shape(value)}")
+        if is_concrete(value) and np.any(np.isnan(np.asarray(value, dtype=float))):
+            raise ValueError(f"{key} must not be NaN, got {value}")

@@ -3,7 +3,7 @@
 `minimize` works unchanged under ``jax.vmap`` over keys, ``x0``, ``sigma0``, params and
 stop options: each run stops on its own criteria and finished runs stay frozen (a
 batched ``while_loop`` keeps iterating while any run is active and keeps the carry of the
-finished ones). Finished runs are passed ``active=False`` in ``ask`` so that they never
+finished ones). Finished runs are passed ``running=False`` in ``ask`` so that they never
 trigger a batch-wide eigendecomposition.
 """
 
@@ -17,22 +17,18 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
-from evojax_cma.core.encoding import Encoding
-from evojax_cma.core.noise import NoiseOptions
 from evojax_cma.core.termination import StopOptions
-from evojax_cma.core.types import Strategy
-from evojax_cma.core.validation import check_positive_scalar, check_vector
-from evojax_cma.run.problem import (
-    Setup,
-    check_strategy,
-    generation,
-    init_aux,
+from evojax_cma.core.types import CHUNKED, Strategy
+from evojax_cma.core.validation import check_positive_scalar
+from evojax_cma.run.arguments import (
+    build_pipeline,
+    check_x0_vector,
+    count_constraints,
     initial_genotype,
-    make_setup,
-    phenotypes,
-    population_fitness,
-    setup_stop_defaults,
 )
+from evojax_cma.run.step import Problem, chunked_fitness, generation, initial_best
+from evojax_cma.transforms.base import Pipeline, Transform
+from evojax_cma.transforms.noise import NoiseHandler
 
 
 class RunResult(NamedTuple):
@@ -54,65 +50,27 @@ class RunResult(NamedTuple):
     best_f: Array
 
 
-def chunked_fitness(
-    strategy: Strategy,
-    fn: Callable,
-    key: Array,
-    state: Any,
-    *,
-    batched: bool = False,
-    decode: Callable[[Array], Array] | None = None,
-) -> Array:
-    """Evaluate the population of ``ask(key, state)`` chunk by chunk (``lax.map``).
-
-    Only ``chunk_size x n`` points exist at a time; pair it with ``strategy.tell_keyed``.
-    `decode` maps each chunk's genotypes to the points `fn` sees.
-    """
-    ask_chunk, chunk_size = strategy.ask_chunk, strategy.chunk_size
-    if ask_chunk is None or chunk_size is None:
-        raise ValueError(f"strategy {strategy.name!r} has no chunked sampling")
-
-    def one(index):
-        points = ask_chunk(key, state, index)
-        return population_fitness(fn, batched, points if decode is None else decode(points))
-
-    num_chunks = strategy.popsize // chunk_size
-    return lax.map(one, jnp.arange(num_chunks)).reshape(strategy.popsize)
-
-
-@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "chunked", "setup"))
-def _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, options):
+@partial(jax.jit, static_argnames=("strategy", "pipeline", "problem", "chunked"))
+def _minimize(strategy, pipeline, problem, chunked, key, x0, sigma0, params, options):
     state = strategy.init(key, x0, sigma0, params)
-    check_strategy(setup, state)
-    aux = init_aux(setup, strategy.num_dims, strategy.popsize, state.mean.dtype)
+    tstates = pipeline.init(strategy.num_dims, strategy.popsize, state.mean.dtype)
     no_stop = jnp.zeros(len(options), bool)
-    best = (phenotypes(setup, state.mean)[1], jnp.asarray(jnp.inf, state.mean.dtype))
 
     def cond(carry):
         return ~jnp.any(carry[2])
 
     def body(carry):
-        key, state, flags, aux, best = carry
-        key, k_ask = jax.random.split(key)
-        if chunked:
-            decode = partial(_decode, setup)
-            fitness = chunked_fitness(strategy, fn, k_ask, state, batched=batched, decode=decode)
-            state = strategy.tell_keyed(k_ask, state, fitness)
-            best_f = jnp.minimum(best[1], jnp.min(jnp.where(jnp.isnan(fitness), jnp.inf, fitness)))
-            best = (phenotypes(setup, state.best_x)[1], best_f)
-        else:
-            active = ~jnp.any(flags)
-            state, aux, best = generation(
-                strategy, fn, batched, setup, k_ask, state, aux, best, active
-            )
-        return key, state, strategy.stop(state, options), aux, best
+        key, state, flags, tstates, best = carry
+        key, k_gen = jax.random.split(key)
+        running = ~jnp.any(flags)
+        state, tstates, best = generation(
+            strategy, pipeline, problem, k_gen, state, tstates, best, running, chunked
+        )
+        return key, state, strategy.stop(state, options), tstates, best
 
-    _, state, flags, _, best = lax.while_loop(cond, body, (key, state, no_stop, aux, best))
-    return RunResult(state, flags, best[0], best[1])
-
-
-def _decode(setup: Setup, genotypes: Array) -> Array:
-    return phenotypes(setup, genotypes)[1]
+    carry = (key, state, no_stop, tstates, initial_best(pipeline, state))
+    _, state, flags, _, best = lax.while_loop(cond, body, carry)
+    return RunResult(state, flags, best.x, best.f)
 
 
 def minimize(
@@ -128,9 +86,9 @@ def minimize(
     chunked: bool = False,
     bounds: Any = None,
     bound_handler: str = "transform",
-    encoding: Encoding | None = None,
+    encoding: Transform | Pipeline | None = None,
     constraints: Callable[[Array], Array] | None = None,
-    noise_handling: bool | NoiseOptions = False,
+    noise_handling: bool | NoiseHandler = False,
     keyed: bool = False,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
@@ -157,17 +115,18 @@ def minimize(
         evaluated point lies in the box. pycma's ``bounds`` option.
       bound_handler: ``"transform"`` (pycma's ``BoundTransform``, the default) or
         ``"penalty"`` (pycma's adaptive ``BoundPenalty``; CMA-family strategies only).
-      encoding: an `evojax_cma.Encoding` (`evojax_cma.scaling`, `evojax_cma.log_scale`,
-        `evojax_cma.chain` of them) from the search space to the objective's parameters,
-        applied before the bounds.
+      encoding: a transformation (`evojax_cma.scaling`, `evojax_cma.log_scale`,
+        `evojax_cma.chain` of them, or any `evojax_cma.transforms.Transform`) from the
+        search space to the objective's parameters, applied before the bounds. Equal
+        encodings (built twice with equal settings) do not recompile.
       constraints: inequality constraints ``g(x) <= 0``: a JAX function of a point
         returning ``(m,)`` values (with ``batched``: ``(popsize, n) -> (popsize, m)``),
         handled by pycma's adaptive augmented Lagrangian
-        (`evojax_cma.core.constraints`); ``tolstagnation`` then defaults to 0 (off), as
+        (`evojax_cma.transforms.constraints`); ``tolstagnation`` then defaults to 0 (off), as
         in ``cma.fmin_con2``. The final ``state.mean`` is the solution to use (pycma's
         ``xfavorite``); ``best_x`` is the best feasible point evaluated.
       noise_handling: True or `evojax_cma.noise_handler` settings: UH-CMA-ES
-        (`evojax_cma.core.noise`, pycma's ``noise_handler``); ``tolfacupx`` then
+        (`evojax_cma.transforms.noise`, pycma's ``noise_handler``); ``tolfacupx`` then
         defaults to inf, as in pycma. CMA-family strategies only.
       keyed: whether `fn` takes a PRNG key (see `fn`).
 
@@ -184,37 +143,38 @@ def minimize(
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    check_vector("x0", x0, strategy.num_dims)
+    n = strategy.num_dims
+    check_x0_vector(x0, n, "minimize")
     check_positive_scalar("sigma0", sigma0)
-    setup = make_setup(
-        strategy.num_dims,
-        bounds,
-        bound_handler,
-        encoding,
-        constraints=constraints,
+    m = 0 if constraints is None else count_constraints(constraints, n, batched, x0)
+    pipeline = build_pipeline(
+        n,
+        bounds=bounds,
+        bound_handler=bound_handler,
+        encoding=encoding,
         noise_handling=noise_handling,
-        keyed=keyed,
-        batched=batched,
-        x0=x0,
+        num_constraints=m,
     )
+    pipeline.check_strategy(strategy)
     if options is None or isinstance(options, dict):
-        options = strategy.stop_options(**setup_stop_defaults(setup, options or {}))
+        options = strategy.stop_options(**pipeline.stop_defaults(options or {}))
     elif not isinstance(options, StopOptions):
         raise TypeError(f"options must be a StopOptions or a dict, got {type(options).__name__}")
     if params is None:
         params = strategy.default_params()
     if chunked:
-        if strategy.tell_keyed is None:
+        if CHUNKED not in strategy.capabilities:
             raise ValueError(
                 f"chunked=True needs a strategy with chunks; {strategy.name!r} has none"
             )
-        if setup.penalized or setup.constraints or setup.noise or setup.keyed:
+        if pipeline.stateful or constraints is not None or keyed:
             raise ValueError(
                 "chunked=True works without bound_handler='penalty', constraints, "
                 "noise_handling and keyed"
             )
-    x0 = initial_genotype(setup, x0)
-    return _minimize(strategy, fn, batched, chunked, setup, key, x0, sigma0, params, options)
+    problem = Problem(fn, bool(batched), bool(keyed), constraints)
+    x0 = initial_genotype(pipeline, x0)
+    return _minimize(strategy, pipeline, problem, bool(chunked), key, x0, sigma0, params, options)
 
 
 __all__ = ["RunResult", "chunked_fitness", "minimize"]

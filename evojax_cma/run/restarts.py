@@ -1,25 +1,7 @@
 r"""IPOP and BIPOP restarts of CMA-ES inside one ``jit``, every vmapped run on its own schedule.
 
-References:
-  A. Auger, N. Hansen. A restart CMA evolution strategy with increasing population size.
-  CEC 2005 (IPOP-CMA-ES).
-  N. Hansen. Benchmarking a BI-population CMA-ES on the BBOB-2009 function testbed.
-  GECCO 2009 workshops (BIPOP-CMA-ES).
-  N. Hansen et al. pycma 4.5, ``cma.fmin2(..., restarts=, incpopsize=, bipop=)``, whose
-  schedule is reproduced here (`plan_next_run`).
-
-Schedule (pycma's ``fmin``). A run ends when any termination criterion fires. The whole
-optimisation ends on ``ftarget``, on ``maxfevals`` (counted over all runs), or when more
-than ``restarts`` runs with a *large* population have ended. Otherwise the next run starts
-from a new ``x0`` (fixed, or drawn by a function of a key) with
-
-* IPOP: :math:`\lambda_k = \lambda_0 \cdot \text{incpopsize}^k` for the ``k``-th restart;
-* BIPOP: the first run counts as *small*. While the evaluations spent in small runs are
-  below ``bipop`` times those spent in large runs, the next run is small: step size
-  :math:`\sigma_0 \cdot 10^{-2 U_1}`, :math:`\lambda = \lfloor\lambda_0 \cdot
-  (\text{incpopsize}^{k})^{U_2^2}\rfloor` with ``k`` the number of large runs so far, and
-  ``maxiter`` at most half the large-run evaluations divided by λ; else the next run is
-  large (IPOP's λ for the next ``k``, σ0) and ``k`` grows.
+The schedule itself (pycma's ``fmin2`` logic, shared with the host `evojax_cma.fmin`) is
+`evojax_cma.run.schedule`; this module runs it.
 
 Shape-stable growth by masking. λ changes inside ``jit`` and differs between vmapped
 runs, but arrays cannot change shape. The strategy is built with ``max_popsize`` =
@@ -44,154 +26,32 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from evojax_cma.core import termination
-from evojax_cma.core.encoding import Encoding
-from evojax_cma.core.noise import NoiseOptions
+from evojax_cma.core import progress, termination
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
     check_int,
     check_options,
     check_positive_scalar,
-    check_vector,
     is_concrete,
 )
-from evojax_cma.run.problem import (
-    generation,
-    init_aux,
+from evojax_cma.run.arguments import (
+    build_pipeline,
+    check_x0_function,
+    check_x0_vector,
+    count_constraints,
     initial_genotype,
-    make_setup,
-    phenotypes,
-    setup_stop_defaults,
 )
-from evojax_cma.strategies.cma_es import cma_es, default_popsize
-
-
-class RestartConfig(NamedTuple):
-    """Static settings of the restart schedule (pycma's ``fmin2`` argument names)."""
-
-    popsize: int  # λ0
-    restarts: int  # maximal number of restarts with a large population
-    incpopsize: float
-    bipop: float  # 0: IPOP; else the small/large budget ratio (True = 1)
-    max_popsize: int
-
-
-def restart_config(
-    num_dims: int,
-    popsize: int | None = None,
-    restarts: int = 9,
-    incpopsize: float = 2,
-    bipop: bool | float = False,
-    max_popsize: int | None = None,
-) -> RestartConfig:
-    """Check the schedule's settings and fix ``max_popsize`` (default ``λ0 incpopsize^restarts``).
-
-    Raises:
-      TypeError, ValueError: for a ``restarts < 0``, ``incpopsize < 1``, a negative
-        ``bipop`` or ``max_popsize < popsize``, before anything is traced.
-    """
-    lam0 = default_popsize(num_dims) if popsize is None else check_int("popsize", popsize, 2)
-    restarts = check_int("restarts", restarts, 0)
-    if isinstance(incpopsize, bool) or not isinstance(incpopsize, int | float):
-        raise TypeError(f"incpopsize must be a number, got {incpopsize!r}")
-    if not incpopsize >= 1:
-        raise ValueError(f"incpopsize must be >= 1, got {incpopsize}")
-    if not isinstance(bipop, bool | int | float) or not float(bipop) >= 0:
-        raise ValueError(f"bipop must be a bool or a number >= 0, got {bipop!r}")
-    if max_popsize is None:
-        max_popsize = int(lam0 * incpopsize**restarts)
-    max_popsize = check_int("max_popsize", max_popsize, lam0)
-    return RestartConfig(lam0, restarts, float(incpopsize), float(bipop), max_popsize)
-
-
-class Schedule(NamedTuple):
-    """Where a run is in the restart schedule (a pytree of scalars; vmappable)."""
-
-    runs: Array  # runs started so far
-    small_runs: Array  # of them, BIPOP small runs
-    small_evals: Array  # evaluations of finished small runs (BIPOP counts run 0 as small)
-    large_evals: Array  # evaluations of finished large runs
-    small: Array  # whether the current run is small
-    popsize: Array  # λ of the current run
-    evals_before: Array  # evaluations of all finished runs
-
-
-def first_run(config: RestartConfig) -> Schedule:
-    """The schedule during the first run (λ0; counted as small by BIPOP)."""
-    i0, f0 = jnp.asarray(0, jnp.int32), jnp.asarray(0.0)
-    return Schedule(
-        runs=jnp.asarray(1, jnp.int32),
-        small_runs=i0,
-        small_evals=f0,
-        large_evals=f0,
-        small=jnp.asarray(True),
-        popsize=jnp.asarray(config.popsize, jnp.int32),
-        evals_before=i0,
-    )
-
-
-def plan_next_run(
-    config: RestartConfig, schedule: Schedule, run_evals: Array, key: Array
-) -> tuple[Schedule, Array, Array, Array]:
-    """Account for a finished run of `run_evals` evaluations and plan the next one.
-
-    Pure and jittable (the host driver calls it too). Returns ``(schedule, sigma_factor,
-    maxiter_cap, exhausted)``: the next run uses ``schedule.popsize``, ``sigma0 *
-    sigma_factor`` and at most `maxiter_cap` iterations; `exhausted` says that no run
-    follows (``restarts`` large runs done, or λ would exceed ``max_popsize``).
-    """
-    run_evals = jnp.asarray(run_evals).astype(schedule.small_evals.dtype)
-    small_evals = schedule.small_evals + jnp.where(schedule.small, run_evals, 0.0)
-    large_evals = schedule.large_evals + jnp.where(schedule.small, 0.0, run_evals)
-    runs = schedule.runs  # index of the next run (pycma's irun after the increment)
-    exhausted = runs - schedule.small_runs > config.restarts
-    if config.bipop > 0:
-        small = small_evals < config.bipop * jnp.maximum(1.0, large_evals)
-    else:
-        small = jnp.asarray(False)
-    small_runs = schedule.small_runs + small.astype(jnp.int32)
-    u1, u2 = jax.random.uniform(key, (2,))
-    multiplier = config.incpopsize ** (runs - small_runs).astype(u1.dtype)
-    lam_large = jnp.floor(config.popsize * multiplier + 1e-9)
-    lam_small = jnp.floor(config.popsize * multiplier ** (u2**2) + 1e-9)
-    lam = jnp.where(small, lam_small, lam_large)
-    exhausted = exhausted | (lam > config.max_popsize)
-    lam = jnp.minimum(lam, config.max_popsize).astype(jnp.int32)
-    sigma_factor = jnp.where(small, 0.01**u1, 1.0)
-    maxiter_cap = jnp.where(small, 0.5 * large_evals / lam, jnp.inf)
-    schedule = Schedule(
-        runs=runs + 1,
-        small_runs=small_runs,
-        small_evals=small_evals,
-        large_evals=large_evals,
-        small=small,
-        popsize=lam,
-        evals_before=schedule.evals_before + run_evals.astype(jnp.int32),
-    )
-    return schedule, sigma_factor, maxiter_cap, exhausted
-
-
-def run_stop_options(
-    num_dims: int,
-    popsize: Array,
-    overrides: dict[str, Any],
-    evals_before: Array,
-    maxiter_cap: Array,
-) -> termination.StopOptions:
-    """Termination thresholds of one run.
-
-    Pycma's defaults for its λ, the user's overrides, ``maxfevals`` counted over all runs
-    and ``maxiter`` capped for BIPOP's small runs.
-    """
-    opts = termination.make_stop_options(num_dims, popsize, **overrides)
-    return opts._replace(
-        maxfevals=opts.maxfevals - evals_before.astype(opts.maxfevals.dtype),
-        maxiter=jnp.minimum(opts.maxiter, maxiter_cap),
-    )
-
-
-ENDS_ALL = ("ftarget", "maxfevals")
-"""Criteria that end the whole optimisation rather than one run."""
+from evojax_cma.run.schedule import (
+    ENDS_ALL,
+    first_run,
+    plan_next_run,
+    restart_config,
+    run_stop_options,
+)
+from evojax_cma.run.step import Problem, generation, initial_best
+from evojax_cma.strategies.cma_es import cma_es
+from evojax_cma.transforms.base import Pipeline, Transform
+from evojax_cma.transforms.noise import NoiseHandler
 
 
 class RestartResult(NamedTuple):
@@ -219,38 +79,40 @@ class RestartResult(NamedTuple):
     stop_flags: Array
 
 
-@partial(jax.jit, static_argnames=("strategy", "fn", "batched", "x0_fn", "config", "setup"))
-def _minimize_restarts(strategy, fn, batched, x0_fn, config, setup, key, x0, sigma0, overrides):
+@partial(jax.jit, static_argnames=("strategy", "pipeline", "problem", "x0_fn", "config"))
+def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigma0, overrides):
     n = strategy.num_dims
     end_all = jnp.asarray([name in ENDS_ALL for name in termination.STOP_NAMES])
 
     def start(key, schedule, sigma_factor, maxiter_cap):
         k_x0, k_init = jax.random.split(key)
-        start_x = x0 if x0_fn is None else initial_genotype(setup, x0_fn(k_x0))
+        start_x = x0 if x0_fn is None else initial_genotype(pipeline, x0_fn(k_x0))
         params = strategy.default_params(schedule.popsize)
         state = strategy.init(k_init, jnp.asarray(start_x, dtype), sigma0 * sigma_factor, params)
         opts = run_stop_options(n, schedule.popsize, overrides, schedule.evals_before, maxiter_cap)
-        return state, opts, init_aux(setup, n, config.popsize, dtype)
+        return state, opts, pipeline.init(n, config.popsize, dtype)
 
-    dtype = jnp.result_type(float) if x0_fn is not None else termination.start_point(x0).dtype
+    dtype = jnp.result_type(float) if x0_fn is not None else progress.start_point(x0).dtype
     key, k_start = jax.random.split(key)
     schedule = first_run(config)
-    state, opts, aux = start(k_start, schedule, 1.0, jnp.inf)
+    state, opts, tstates = start(k_start, schedule, 1.0, jnp.inf)
     flags = jnp.zeros(len(termination.STOP_NAMES), bool)
-    best = (phenotypes(setup, state.mean)[1], jnp.asarray(jnp.inf, dtype))
-    carry = (key, state, opts, aux, schedule, best, flags, jnp.asarray(False))
+    best = initial_best(pipeline, state)
+    carry = (key, state, opts, tstates, schedule, best, flags, jnp.asarray(False))
 
     def cond(carry):
         return ~carry[-1]
 
     def body(carry):
-        key, state, opts, aux, schedule, best, _, done = carry
+        key, state, opts, tstates, schedule, best, _, done = carry
         key, k_ask, k_plan, k_start = jax.random.split(key, 4)
-        state, aux, best = generation(strategy, fn, batched, setup, k_ask, state, aux, best, ~done)
+        state, tstates, best = generation(
+            strategy, pipeline, problem, k_ask, state, tstates, best, running=~done
+        )
         flags = strategy.stop(state, opts)
 
         def restart(args):
-            state, opts, aux, schedule = args
+            state, opts, tstates, schedule = args
             schedule, factor, maxiter_cap, exhausted = plan_next_run(
                 config, schedule, state.evals, k_plan
             )
@@ -262,20 +124,20 @@ def _minimize_restarts(strategy, fn, batched, x0_fn, config, setup, key, x0, sig
 
         run_over = jnp.any(flags)
         ends_all = jnp.any(flags & end_all)
-        restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, aux, schedule))
+        restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, tstates, schedule))
         done = ends_all | restarted[-1]
         # A finished optimisation keeps its last run's state, options and schedule.
-        state, opts, aux, schedule = jax.tree.map(
+        state, opts, tstates, schedule = jax.tree.map(
             lambda old, new: jnp.where(done, old, new),
-            (state, opts, aux, schedule),
+            (state, opts, tstates, schedule),
             restarted[:-1],
         )
-        return key, state, opts, aux, schedule, best, flags, done
+        return key, state, opts, tstates, schedule, best, flags, done
 
     _, state, _, _, schedule, best, flags, _ = lax.while_loop(cond, body, carry)
     return RestartResult(
-        best_x=best[0],
-        best_f=best[1],
+        best_x=best.x,
+        best_f=best.f,
         evals=schedule.evals_before + state.evals,
         runs=schedule.runs,
         small_runs=schedule.small_runs,
@@ -325,9 +187,9 @@ def minimize_restarts(
     num_dims: int | None = None,
     bounds: Any = None,
     bound_handler: str = "transform",
-    encoding: Encoding | None = None,
+    encoding: Transform | Pipeline | None = None,
     constraints: Callable[[Array], Array] | None = None,
-    noise_handling: bool | NoiseOptions = False,
+    noise_handling: bool | NoiseHandler = False,
     keyed: bool = False,
 ) -> RestartResult:
     """IPOP- or BIPOP-CMA-ES in one ``jit``, like ``cma.fmin2(fn, x0, sigma0, restarts=9)``.
@@ -356,7 +218,7 @@ def minimize_restarts(
       num_dims: n; checked against `x0`'s output when `x0` is a function.
       bounds: ``(lower, upper)``; see `evojax_cma.minimize`.
       bound_handler: ``"transform"`` or ``"penalty"``; see `evojax_cma.minimize`.
-      encoding: an `evojax_cma.Encoding`; see `evojax_cma.minimize`. `x0` (and what an
+      encoding: a transformation; see `evojax_cma.minimize`. `x0` (and what an
         `x0` function returns) is a phenotype.
       constraints: ``g(x) <= 0``; see `evojax_cma.minimize` (fresh coefficients every
         run).
@@ -370,6 +232,7 @@ def minimize_restarts(
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     x0_fn = x0 if callable(x0) else None
     if x0_fn is not None:
+        check_x0_function(x0_fn)
         n = int(jax.eval_shape(x0_fn, jax.random.key(0)).shape[0])
         if num_dims is not None and check_int("num_dims", num_dims, 1) != n:
             raise ValueError(f"x0(key) has shape ({n},), but num_dims={num_dims}")
@@ -379,7 +242,7 @@ def minimize_restarts(
         if len(shape) != 1:
             raise ValueError(f"x0 must be a vector or a function of a key, got shape {shape}")
         n = int(shape[0])
-        check_vector("x0", x0, n)
+        check_x0_vector(x0, n, "minimize_restarts")
     check_positive_scalar("sigma0", sigma0)
     options = dict(options or {})
     check_options("termination option(s)", options, frozenset(termination.STOP_NAMES))
@@ -390,33 +253,26 @@ def minimize_restarts(
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
-    setup = make_setup(
+    m = 0
+    if constraints is not None:
+        m = count_constraints(constraints, n, batched, None if x0_fn is not None else x0)
+    pipeline = build_pipeline(
         n,
-        bounds,
-        bound_handler,
-        encoding,
-        constraints=constraints,
+        bounds=bounds,
+        bound_handler=bound_handler,
+        encoding=encoding,
         noise_handling=noise_handling,
-        keyed=keyed,
-        batched=batched,
-        x0=None if x0_fn is not None else x0,
+        num_constraints=m,
     )
-    options = setup_stop_defaults(setup, options)
+    pipeline.check_strategy(strategy)
+    options = pipeline.stop_defaults(options)
     overrides = {k: jnp.asarray(v) for k, v in options.items()}
     if x0_fn is None:
-        x0 = initial_genotype(setup, x0)
+        x0 = initial_genotype(pipeline, x0)
+    problem = Problem(fn, bool(batched), bool(keyed), constraints)
     return _minimize_restarts(
-        strategy, fn, batched, x0_fn, config, setup, key, x0, sigma0, overrides
+        strategy, pipeline, problem, x0_fn, config, key, x0, sigma0, overrides
     )
 
 
-__all__ = [
-    "RestartConfig",
-    "RestartResult",
-    "Schedule",
-    "first_run",
-    "minimize_restarts",
-    "plan_next_run",
-    "restart_config",
-    "uniform_x0",
-]
+__all__ = ["RestartResult", "minimize_restarts", "uniform_x0"]

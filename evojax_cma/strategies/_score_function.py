@@ -4,8 +4,9 @@ Both sample ``x_i = m + σ ⊙ ε_i`` (σ a scalar or a vector), shape the fitne
 utilities ``u`` and form gradient estimates from sums ``Σ_i u_i φ(ε_i)`` that an optax
 optimiser turns into updates. This module holds what is common: the state, sampling by
 chunks (`evojax_cma.core.gaussian`), the two tells (from the population, or from the key
-with the noise regenerated chunk by chunk), best-point bookkeeping and termination. Each
-strategy module supplies its features φ, its update and its paper.
+with the noise regenerated chunk by chunk), best-point bookkeeping
+(`evojax_cma.core.progress`) and termination. Each strategy module supplies its features
+φ, its update and its paper.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 from jax import Array
 
-from evojax_cma.core import termination, validation
+from evojax_cma.core import progress, termination, validation
 from evojax_cma.core.gaussian import NoisePlan, all_noise, noise_chunk, utility_sums
 from evojax_cma.core.shaping import rank_order
 from evojax_cma.core.types import Strategy
@@ -66,6 +67,7 @@ def score_function_strategy(
     init_opt: Callable[[Array, Array, Any], Any],
     options: dict[str, Any],
     stop_defaults: dict[str, Any],
+    capabilities: frozenset[str],
 ) -> Strategy:
     """Assemble a `Strategy` from a strategy's features and update rule.
 
@@ -80,8 +82,10 @@ def score_function_strategy(
       check_params: validates user params before tracing, returns them.
       init_sigma: ``(sigma0 array, params) -> sigma`` of the state.
       init_opt: ``(mean, sigma, params) -> opt_state``.
-      options: the static options to record in ``Strategy.options``.
+      options: the static options to record in ``Strategy.options``: every setting that
+        changes the behaviour (strategies compare equal, and share compiled code, by them).
       stop_defaults: default termination thresholds.
+      capabilities: the `Strategy.capabilities` to declare.
     """
     n, lam = plan.num_dims, plan.popsize
 
@@ -91,22 +95,24 @@ def score_function_strategy(
         validation.check_vector("x0", x0, n)
         validation.check_positive_scalar("sigma0", sigma0)
         params = default_params() if params is None else check_params(params)
-        x0 = termination.start_point(x0)
+        x0 = progress.start_point(x0)
         sigma = init_sigma(jnp.asarray(sigma0, x0.dtype), params)
         return GaussianState(
             mean=x0,
             sigma=sigma,
             opt_state=init_opt(x0, sigma, params),
             params=params,
-            **termination.initial_progress(x0, sigma0, n, lam),
+            **progress.initial_progress(x0, sigma0, n, lam),
         )
 
     def points(state: GaussianState, eps: Array) -> Array:
         return state.mean[None, :] + jnp.reshape(state.sigma, (1, -1)) * eps
 
-    def ask(key: Array, state: GaussianState, *, active: Any = True) -> tuple[Array, GaussianState]:
+    def ask(
+        key: Array, state: GaussianState, *, running: Any = True
+    ) -> tuple[Array, GaussianState]:
         """All λ points ``m + σ ε``; chunk c's noise comes from ``fold_in(key, c)``."""
-        del active
+        del running
         return points(state, all_noise(plan, key, state.mean.dtype)), state
 
     def ask_chunk(key: Array, state: GaussianState, index: Any) -> Array:
@@ -120,7 +126,7 @@ def score_function_strategy(
             sigma=sigma,
             opt_state=opt_state,
             params=state.params,
-            **termination.next_progress(state, best_x, f_sorted),
+            **progress.next_progress(state, best_x, f_sorted),
         )
 
     def prepare(state: GaussianState, fitness: Any):
@@ -150,6 +156,7 @@ def score_function_strategy(
         return finish(state, sums, best, f_sorted)
 
     def summary(state: GaussianState) -> termination.DistributionSummary:
+        """σ as a geometric-mean scale times per-coordinate factors (termination, drivers)."""
         sigma_vec = jnp.broadcast_to(state.sigma, (n,))
         scale = jnp.exp(jnp.mean(jnp.log(sigma_vec)))
         return termination.diagonal_summary(state.mean, scale, state.sigma0, sigma_vec / scale)
@@ -169,4 +176,6 @@ def score_function_strategy(
         ask_chunk=ask_chunk,
         tell_keyed=tell_keyed,
         chunk_size=plan.chunk_size,
+        summary=summary,
+        capabilities=capabilities,
     )

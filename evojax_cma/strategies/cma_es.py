@@ -35,11 +35,19 @@ of Eqs. (49)-(53) and :math:`c_m = 1`. With tutorial constants an otherwise iden
 CMA-ES needs about 15 % more evaluations than pycma at λ = 100. Not implemented from pycma:
 mirrored sampling for λ < 6 (pycma's default there; its damping term is taken as without
 mirrors), ``conditioncov_alleviate`` and the other optional extras.
+
+The weights, E‖N‖, the default λ and the evolution paths are shared with sep-CMA-ES in
+`evojax_cma.strategies.cma_family`. This module is longer than the project's ~400 lines
+on purpose: the preset table, the constants it documents (with their re-derivation under
+overrides) and the update equations are one reading unit; the init/ask/tell functions are
+module-level and the factory only binds them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -47,10 +55,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import shaping, termination, validation
-from evojax_cma.core.cumulation import cumulate, positive_mueff
+from evojax_cma.core import progress, shaping, termination, validation
 from evojax_cma.core.linalg import refresh_eigensystem
-from evojax_cma.core.types import Strategy
+from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy
+from evojax_cma.strategies.cma_family import (
+    cumulate,
+    default_popsize,
+    expected_norm,
+    finalize_negative_weights,
+    positive_mueff,
+)
 
 PRESETS = ("pycma", "tutorial")
 
@@ -135,64 +149,268 @@ def default_constants(
     active: bool = True,
     capacity: int | None = None,
     xp: Any = np,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Default hyperparameters (see the module table) for λ = `popsize`.
 
     With ``xp = numpy`` (the default) the values are float64 NumPy scalars and arrays; with
-    ``xp = jax.numpy`` `popsize` may be traced (restarts change λ inside ``jit``). The
-    weights have `capacity` entries (default λ), zero from λ on.
+    ``xp = jax.numpy`` `popsize` and the `overrides` may be traced (restarts change λ inside
+    ``jit``; sweeps vmap over c1). The weights have `capacity` entries (default λ), zero
+    from λ on.
+
+    Each override (a `CMAParams` field other than ``popsize``) replaces its default, and
+    the defaults derived from it are derived from the override instead: ``c1`` caps the
+    default ``c_mu`` at ``1 - c1``; ``c1`` and ``c_mu`` set the negative weights
+    (Eqs. 50-53) and, for ``"pycma"``, ``eigen_gap = 1/(c1 + c_mu)/n/10``; ``c_sigma``
+    enters ``d_sigma`` (Eq. 55). ``weights`` are used as given (the other constants keep
+    the values derived from the default weights).
     """
     n, lam = num_dims, popsize
-    weights = shaping.cma_raw_weights(lam, capacity, xp)  # Eq. (49)
-    mueff = shaping.mueff_of(weights, xp)  # Eq. (8)
+
+    def pick(name: str, default: Any) -> Any:
+        return overrides[name] if name in overrides else default
+
+    raw = shaping.cma_raw_weights(lam, capacity, xp)  # Eq. (49)
+    mueff = shaping.mueff_of(raw, xp)  # Eq. (8)
     if preset == "pycma":
-        c1 = xp.minimum(1.0, lam / 6.0) * 2.0 / ((n + 1.3) ** 2 + mueff)
-        c_mu = xp.minimum(
-            1.0 - c1, 2.0 * (0.25 + mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff)
+        c1 = pick("c1", xp.minimum(1.0, lam / 6.0) * 2.0 / ((n + 1.3) ** 2 + mueff))
+        c_mu = pick(
+            "c_mu",
+            xp.minimum(1.0 - c1, 2.0 * (0.25 + mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff)),
         )
-        c_sigma = xp.minimum(0.5, (mueff + 2.0) / (n + mueff + 3.0))
+        c_sigma = pick("c_sigma", xp.minimum(0.5, (mueff + 2.0) / (n + mueff + 3.0)))
         d_eff = max(1.0, 3.0 * (1.0 - 0.5 ** (n / 9.0)))
         d_sigma = 1.0 + 2.0 * xp.maximum(0.0, d_eff * xp.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0)
-        d_sigma += c_sigma
-        chi_n = shaping.expected_norm(n, exact=True)
+        chi_n = expected_norm(n, exact=True)
         max_log = 1.0
-        eigen_gap = 1.0 / (c1 + c_mu + 1e-23) / n / 10.0
+        eigen_gap = pick("eigen_gap", 1.0 / (c1 + c_mu + 1e-23) / n / 10.0)
     elif preset == "tutorial":
-        c1 = 2.0 / ((n + 1.3) ** 2 + mueff)  # Eq. (57)
-        c_mu = xp.minimum(
-            1.0 - c1, 2.0 * (mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff)
+        c1 = pick("c1", 2.0 / ((n + 1.3) ** 2 + mueff))  # Eq. (57)
+        c_mu = pick(
+            "c_mu", xp.minimum(1.0 - c1, 2.0 * (mueff - 2.0 + 1.0 / mueff) / ((n + 2) ** 2 + mueff))
         )  # Eq. (58)
-        c_sigma = (mueff + 2.0) / (n + mueff + 5.0)  # Eq. (55)
+        c_sigma = pick("c_sigma", (mueff + 2.0) / (n + mueff + 5.0))  # Eq. (55)
         d_sigma = 1.0 + 2.0 * xp.maximum(0.0, xp.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0)
-        d_sigma += c_sigma
-        chi_n = shaping.expected_norm(n, exact=False)
+        chi_n = expected_norm(n, exact=False)
         max_log = math.inf
-        eigen_gap = 0.0
+        eigen_gap = pick("eigen_gap", 0.0)
     else:
         raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    d_sigma = pick("d_sigma", d_sigma + c_sigma)  # Eq. (55)
     c_c = (4.0 + mueff / n) / (n + 4.0 + 2.0 * mueff / n)  # Eq. (56)
-    if active:
-        weights = shaping.finalize_negative_weights(weights, n, c1, c_mu, xp)  # Eqs. (50)-(53)
+    if "weights" in overrides:
+        weights = overrides["weights"]
+    elif active:
+        weights = finalize_negative_weights(raw, n, c1, c_mu, xp)  # Eqs. (50)-(53)
     else:
-        weights = xp.where(weights > 0, weights, 0.0)
+        weights = xp.where(raw > 0, raw, 0.0)
     return dict(
         weights=weights,
-        c_m=1.0,
+        c_m=pick("c_m", 1.0),
         c_sigma=c_sigma,
         d_sigma=d_sigma,
-        c_c=c_c,
+        c_c=pick("c_c", c_c),
         c1=c1,
         c_mu=c_mu,
-        chi_n=chi_n,
-        max_log_sigma_change=max_log,
+        chi_n=pick("chi_n", chi_n),
+        max_log_sigma_change=pick("max_log_sigma_change", max_log),
         eigen_gap=eigen_gap,
         popsize=lam,
     )
 
 
-def default_popsize(num_dims: int) -> int:
-    """``4 + floor(3 ln n)`` (Eq. 48)."""
-    return 4 + int(math.floor(3 * math.log(num_dims)))
+class _Setup(NamedTuple):
+    """The static configuration the module-level functions below are bound to."""
+
+    num_dims: int
+    popsize: int  # default λ
+    capacity: int  # rows sampled by ask (max_popsize)
+    preset: str
+    active: bool
+
+
+def _default_params(setup: _Setup, popsize: Any = None, **overrides: Any) -> CMAParams:
+    """The preset's hyperparameters for λ = `popsize` (default: the strategy's λ).
+
+    Args:
+      setup: the strategy's static configuration (bound by `cma_es`).
+      popsize: λ, from 2 to the strategy's ``max_popsize``; may be a traced integer.
+      **overrides: values for any `CMAParams` field but ``popsize`` (``c1=``, ``c_mu=``,
+        ``c_sigma=``, ``d_sigma=``, ``weights=``, ...), concrete or traced; what depends on
+        an override is re-derived (`default_constants`), so
+        ``jax.vmap(lambda c1: es.default_params(c1=c1))(c1s)`` sweeps c1 with consistent
+        negative weights and eigen gap.
+
+    Returns:
+      `CMAParams` of JAX's default float dtype (``popsize`` an int32). Concrete inputs are
+      computed in float64 NumPy, traced ones in JAX.
+
+    Raises:
+      TypeError: an unknown override name (the message lists the valid ones).
+      ValueError: ``popsize`` out of range, an override of the wrong shape or NaN.
+    """
+    n, cap = setup.num_dims, setup.capacity
+    shapes: dict[str, tuple[int, ...] | None] = {
+        f: ((cap,) if f == "weights" else ()) for f in CMAParams._fields if f != "popsize"
+    }
+    validation.check_overrides("cma_es.default_params", overrides, shapes)
+    dtype = jnp.result_type(float)
+    if popsize is None or validation.is_concrete(popsize):
+        size = setup.popsize if popsize is None else validation.check_int("popsize", popsize, 2)
+        if size > cap:
+            raise ValueError(f"popsize must be at most max_popsize={cap}, got {size}")
+    else:
+        size = jnp.asarray(popsize)
+    args = (n, size, setup.preset, setup.active, cap)
+    if validation.any_traced(size, overrides):
+        values = default_constants(*args, jnp, **overrides)
+    else:
+        values = default_constants(
+            *args, **{k: np.asarray(v, np.float64) for k, v in overrides.items()}
+        )
+    fields = {k: jnp.asarray(v, dtype) for k, v in values.items() if k != "popsize"}
+    return CMAParams(**fields, popsize=jnp.asarray(values["popsize"], jnp.int32))
+
+
+def _init(
+    setup: _Setup, key: Array, x0: Any, sigma0: Any, params: CMAParams | None = None
+) -> CMAState:
+    """Start a run at mean `x0` with step size `sigma0`.
+
+    `key` is accepted for a uniform interface (CMA-ES needs no randomness here). The
+    dtype of the state is that of `x0` if floating, else JAX's default float.
+    """
+    del key
+    n, cap = setup.num_dims, setup.capacity
+    validation.check_vector("x0", x0, n)
+    validation.check_positive_scalar("sigma0", sigma0)
+    if params is None:
+        params = _default_params(setup)
+    validation.check_named_tuple(params, CMAParams, {"weights": (cap,)})
+    size = params.popsize
+    if validation.is_concrete(size) and np.ndim(size) == 0 and not 2 <= int(size) <= cap:
+        raise ValueError(f"params.popsize must be in [2, {cap}], got {int(size)}")
+    x0 = progress.start_point(x0)
+    dtype = x0.dtype
+    popsize = jnp.asarray(params.popsize, jnp.int32)
+    params = CMAParams(*(jnp.asarray(p, dtype) for p in params))._replace(popsize=popsize)
+    if setup.preset == "pycma":
+        diag = jnp.asarray(np.exp(1e-4 * np.arange(n) / n), dtype)
+    else:
+        diag = jnp.ones(n, dtype)
+    zero = jnp.zeros(n, dtype)
+    return CMAState(
+        mean=x0,
+        sigma=jnp.asarray(sigma0, dtype),
+        C=jnp.diag(diag),
+        B=jnp.eye(n, dtype=dtype),
+        D=jnp.sqrt(diag),
+        p_sigma=zero,
+        p_c=zero,
+        eigen_generation=jnp.asarray(0, jnp.int32),
+        params=params,
+        **progress.initial_progress(x0, sigma0, n, setup.popsize),
+    )
+
+
+def _ask(
+    setup: _Setup, key: Array, state: CMAState, *, running: Any = True
+) -> tuple[Array, CMAState]:
+    """Sample λ points ``m + σ B (D * z)``, z ~ N(0, I) (Eqs. 38-40).
+
+    C is decomposed first when ``eigen_gap`` generations have passed since the last
+    decomposition, as pycma's lazy update does (``running=False`` skips it).
+    """
+    g, g_eig = state.generation, state.eigen_generation
+    need = (g > g_eig) & ((g - g_eig).astype(state.sigma.dtype) >= state.params.eigen_gap)
+    need = need & jnp.asarray(running, bool)
+    C, B, D = refresh_eigensystem(need, state.C, state.B, state.D)
+    state = state._replace(C=C, B=B, D=D, eigen_generation=jnp.where(need, g, g_eig))
+    z = jax.random.normal(key, (setup.capacity, setup.num_dims), state.mean.dtype)
+    population = state.mean[None, :] + state.sigma * ((z * D[None, :]) @ B.T)
+    return population, state
+
+
+def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAState:
+    """Update the distribution from the evaluated population (minimisation).
+
+    The population is taken as evaluated: points may have been repaired or injected
+    after ``ask``. Non-finite fitness ranks worst (`evojax_cma.core.shaping`).
+    """
+    n, cap = setup.num_dims, setup.capacity
+    validation.check_population("population", population, (cap, n))
+    validation.check_population("fitness", fitness, (cap,))
+    p = state.params
+    dtype = state.mean.dtype
+    population = jnp.asarray(population, dtype)
+    fitness = jnp.asarray(fitness, dtype)
+    # Rows from params.popsize on are padding: they rank after all others (weight 0).
+    fitness = jnp.where(jnp.arange(cap) < p.popsize, fitness, jnp.nan)
+    order, f_sorted = shaping.rank_order(fitness)
+    y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
+    w = p.weights
+    y_w = jnp.maximum(w, 0.0) @ y  # Eq. (41)
+    mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
+
+    # C^{-1/2} v = B D^{-1} B^T v with the factors of the last decomposition.
+    def whiten(v: Array) -> Array:
+        return (v @ state.B) / jnp.reshape(state.D, (1,) * (v.ndim - 1) + (n,))
+
+    paths = cumulate(
+        p,
+        p_sigma=state.p_sigma,
+        p_c=state.p_c,
+        sigma=state.sigma,
+        whitened_y_w=whiten(y_w) @ state.B.T,
+        y_w=y_w,
+        mueff=positive_mueff(w),
+        generation=state.generation + 1,
+        h_sigma_rule=setup.preset,
+    )
+    h_sigma, p_c, cc = paths.h_sigma, paths.p_c, p.c_c
+
+    mahalanobis_sq = jnp.sum(whiten(y) ** 2, axis=1)
+    if setup.preset == "pycma":
+        rescale = n / (jnp.sqrt(mahalanobis_sq) + 1e-9) ** 2
+    else:
+        rescale = n / (mahalanobis_sq + 1e-8)
+    w_circ = jnp.where(w >= 0, w, w * rescale)  # Eq. (46)
+    delta_h = (1 - h_sigma) * cc * (2 - cc)
+    decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
+    C = (
+        decay * state.C + p.c1 * jnp.outer(p_c, p_c) + p.c_mu * ((y.T * w_circ[None, :]) @ y)
+    )  # Eq. (47)
+
+    return CMAState(
+        mean=mean,
+        sigma=paths.sigma,
+        C=C,
+        B=state.B,
+        D=state.D,
+        p_sigma=paths.p_sigma,
+        p_c=p_c,
+        eigen_generation=state.eigen_generation,
+        params=p,
+        **progress.next_progress(state, population[order[0]], f_sorted, p.popsize),
+    )
+
+
+def summary(state: CMAState) -> termination.DistributionSummary:
+    """What termination and the drivers read from a `CMAState`."""
+    return termination.DistributionSummary(
+        mean=state.mean,
+        sigma=state.sigma,
+        sigma0=state.sigma0,
+        stds=jnp.sqrt(jnp.diag(state.C)),
+        p_c=state.p_c,
+        B=state.B,
+        D=state.D,
+    )
+
+
+def _bind(fn: Callable[..., Any], setup: _Setup) -> Callable[..., Any]:
+    """`fn` with `setup` bound, keeping its name and docstring."""
+    return functools.update_wrapper(functools.partial(fn, setup), fn)
 
 
 _STRUCTURAL_OPTIONS = frozenset({"preset", "active"})
@@ -224,7 +442,9 @@ def cma_es(
 
     Returns:
       A `Strategy` whose params are `CMAParams` and whose state is `CMAState`; its
-      ``popsize`` is the number of rows, `max_popsize`.
+      ``popsize`` is the number of rows, `max_popsize`. Its
+      ``default_params(popsize=None, **overrides)`` re-derives what depends on an
+      override (`default_constants`).
 
     Raises:
       TypeError: unknown option names or arguments of the wrong type.
@@ -254,169 +474,22 @@ def cma_es(
     if not isinstance(active, bool):
         raise TypeError(f"active must be a bool, got {active!r}")
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
-    if preset == "pycma":
-        c0_diag = np.exp(1e-4 * np.arange(n) / n)
-        active_norm_eps, norm_eps_inside = 1e-9, True
-    else:
-        c0_diag = np.ones(n)
-        active_norm_eps, norm_eps_inside = 1e-8, False
-
-    def default_params(popsize: Any = None) -> CMAParams:
-        """The preset's hyperparameters for λ = `popsize` (default: the strategy's λ).
-
-        `popsize` may be a traced integer (then computed in JAX's default float); the
-        values are arrays of JAX's default float dtype, ``popsize`` an int32.
-        """
-        dtype = jnp.result_type(float)
-        if popsize is None or validation.is_concrete(popsize):
-            size = lam if popsize is None else validation.check_int("popsize", popsize, 2)
-            if size > cap:
-                raise ValueError(f"popsize must be at most max_popsize={cap}, got {size}")
-            values = default_constants(n, size, preset, active, cap)
-        else:
-            values = default_constants(n, jnp.asarray(popsize), preset, active, cap, jnp)
-        fields = {k: jnp.asarray(v, dtype) for k, v in values.items() if k != "popsize"}
-        return CMAParams(**fields, popsize=jnp.asarray(values["popsize"], jnp.int32))
-
-    def check_params(params: Any) -> CMAParams:
-        validation.check_named_tuple(params, CMAParams, {"weights": (cap,)})
-        size = params.popsize
-        if validation.is_concrete(size) and np.ndim(size) == 0 and not 2 <= int(size) <= cap:
-            raise ValueError(f"params.popsize must be in [2, {cap}], got {int(size)}")
-        return params
-
-    def init(key: Array, x0: Any, sigma0: Any, params: CMAParams | None = None) -> CMAState:
-        """Start a run at mean `x0` with step size `sigma0`.
-
-        `key` is accepted for a uniform interface (CMA-ES needs no randomness here). The
-        dtype of the state is that of `x0` if floating, else JAX's default float.
-        """
-        del key
-        validation.check_vector("x0", x0, n)
-        validation.check_positive_scalar("sigma0", sigma0)
-        checked = default_params() if params is None else check_params(params)
-        x0 = termination.start_point(x0)
-        dtype = x0.dtype
-        params = CMAParams(*(jnp.asarray(p, dtype) for p in checked))
-        params = params._replace(popsize=jnp.asarray(checked.popsize, jnp.int32))
-        diag = jnp.asarray(c0_diag, dtype)
-        zero = jnp.zeros(n, dtype)
-        return CMAState(
-            mean=x0,
-            sigma=jnp.asarray(sigma0, dtype),
-            C=jnp.diag(diag),
-            B=jnp.eye(n, dtype=dtype),
-            D=jnp.sqrt(diag),
-            p_sigma=zero,
-            p_c=zero,
-            eigen_generation=jnp.asarray(0, jnp.int32),
-            params=params,
-            **termination.initial_progress(x0, sigma0, n, lam),
-        )
-
-    def ask(key: Array, state: CMAState, *, active: Any = True) -> tuple[Array, CMAState]:
-        """Sample λ points ``m + σ B (D * z)``, z ~ N(0, I) (Eqs. 38-40).
-
-        C is decomposed first when ``eigen_gap`` generations have passed since the last
-        decomposition, as pycma's lazy update does (``active=False`` skips it).
-        """
-        g, g_eig = state.generation, state.eigen_generation
-        need = (g > g_eig) & ((g - g_eig).astype(state.sigma.dtype) >= state.params.eigen_gap)
-        need = need & jnp.asarray(active, bool)
-        C, B, D = refresh_eigensystem(need, state.C, state.B, state.D)
-        state = state._replace(C=C, B=B, D=D, eigen_generation=jnp.where(need, g, g_eig))
-        z = jax.random.normal(key, (cap, n), state.mean.dtype)
-        population = state.mean[None, :] + state.sigma * ((z * D[None, :]) @ B.T)
-        return population, state
-
-    def tell(state: CMAState, population: Any, fitness: Any) -> CMAState:
-        """Update the distribution from the evaluated population (minimisation).
-
-        The population is taken as evaluated: points may have been repaired or injected
-        after ``ask``. Non-finite fitness ranks worst (`evojax_cma.core.shaping`).
-        """
-        validation.check_population("population", population, (cap, n))
-        validation.check_population("fitness", fitness, (cap,))
-        p = state.params
-        dtype = state.mean.dtype
-        population = jnp.asarray(population, dtype)
-        fitness = jnp.asarray(fitness, dtype)
-        # Rows from params.popsize on are padding: they rank after all others (weight 0).
-        fitness = jnp.where(jnp.arange(cap) < p.popsize, fitness, jnp.nan)
-        order, f_sorted = shaping.rank_order(fitness)
-        y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
-        w = p.weights
-        y_w = jnp.maximum(w, 0.0) @ y  # Eq. (41)
-        mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
-
-        # C^{-1/2} v = B D^{-1} B^T v with the factors of the last decomposition.
-        def whiten(v: Array) -> Array:
-            return (v @ state.B) / jnp.reshape(state.D, (1,) * (v.ndim - 1) + (n,))
-
-        generation = state.generation + 1
-        paths = cumulate(
-            p,
-            p_sigma=state.p_sigma,
-            p_c=state.p_c,
-            sigma=state.sigma,
-            whitened_y_w=whiten(y_w) @ state.B.T,
-            y_w=y_w,
-            mueff=positive_mueff(w),
-            generation=generation,
-            h_sigma_rule=preset,
-        )
-        h_sigma, p_c, cc = paths.h_sigma, paths.p_c, p.c_c
-
-        mahalanobis_sq = jnp.sum(whiten(y) ** 2, axis=1)
-        if norm_eps_inside:
-            rescale = n / (jnp.sqrt(mahalanobis_sq) + active_norm_eps) ** 2
-        else:
-            rescale = n / (mahalanobis_sq + active_norm_eps)
-        w_circ = jnp.where(w >= 0, w, w * rescale)  # Eq. (46)
-        delta_h = (1 - h_sigma) * cc * (2 - cc)
-        decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
-        C = (
-            decay * state.C + p.c1 * jnp.outer(p_c, p_c) + p.c_mu * ((y.T * w_circ[None, :]) @ y)
-        )  # Eq. (47)
-
-        return CMAState(
-            mean=mean,
-            sigma=paths.sigma,
-            C=C,
-            B=state.B,
-            D=state.D,
-            p_sigma=paths.p_sigma,
-            p_c=p_c,
-            eigen_generation=state.eigen_generation,
-            params=p,
-            **termination.next_progress(state, population[order[0]], f_sorted, p.popsize),
-        )
-
-    def summary(state: CMAState) -> termination.DistributionSummary:
-        return termination.DistributionSummary(
-            mean=state.mean,
-            sigma=state.sigma,
-            sigma0=state.sigma0,
-            stds=jnp.sqrt(jnp.diag(state.C)),
-            p_c=state.p_c,
-            B=state.B,
-            D=state.D,
-        )
-
+    setup = _Setup(n, lam, cap, preset, active)
     stop_options, stop = termination.make_stop_functions(
         n, lam, stop_defaults, summary, lambda state: state.params.popsize
     )
-    options = {"preset": preset, "active": active, "max_popsize": cap, **stop_defaults}
-
+    options = {"preset": preset, "active": active, "popsize": lam, "max_popsize": cap}
     return Strategy(
         name="cma_es",
         num_dims=n,
         popsize=cap,
-        options=tuple(sorted(options.items())),
-        default_params=default_params,
-        init=init,
-        ask=ask,
-        tell=tell,
+        options=tuple(sorted({**options, **stop_defaults}.items())),
+        default_params=_bind(_default_params, setup),
+        init=_bind(_init, setup),
+        ask=_bind(_ask, setup),
+        tell=_bind(_tell, setup),
         stop=stop,
         stop_options=stop_options,
+        summary=summary,
+        capabilities=frozenset({COVARIANCE, WEIGHTED, MASKED_POPSIZE}),
     )

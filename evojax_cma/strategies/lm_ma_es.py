@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from evojax_cma.core import shaping, termination, validation
-from evojax_cma.core.types import Strategy
-from evojax_cma.strategies.cma_es import default_popsize
+from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core.types import WEIGHTED, Strategy
+from evojax_cma.strategies.cma_family import cma_raw_weights, default_popsize
 
 
 class LMMAParams(NamedTuple):
@@ -109,17 +109,30 @@ def lm_ma_es(
     stop_defaults = dict(static_options)
     j = np.arange(m)
     constants = dict(
-        weights=np.maximum(shaping.cma_raw_weights(lam), 0.0),
+        weights=np.maximum(cma_raw_weights(lam), 0.0),
         c_sigma=min(1.0, 2.0 * lam / n),
         d_sigma=2.0,
         c_d=1.0 / (1.5**j * n),
         c_c=np.minimum(1.0, lam / (4.0**j * n)),
     )
 
-    def default_params() -> LMMAParams:
-        """Alg. 1's defaults as arrays of JAX's default float dtype."""
+    shapes: dict[str, tuple[int, ...] | None] = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
+    shapes.update(c_sigma=(), d_sigma=())
+
+    def default_params(**overrides: Any) -> LMMAParams:
+        """Alg. 1's defaults as arrays of JAX's default float dtype.
+
+        Args:
+          **overrides: a value (concrete or traced) for any `LMMAParams` field, used as
+            given (no default depends on another).
+
+        Raises:
+          TypeError: an unknown override name (the message lists the valid ones).
+        """
+        validation.check_overrides("lm_ma_es.default_params", overrides, shapes)
         dtype = jnp.result_type(float)
-        return LMMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
+        values = {**constants, **overrides}
+        return LMMAParams(**{k: jnp.asarray(v, dtype) for k, v in values.items()})
 
     def init(key: Array, x0: Any, sigma0: Any, params: LMMAParams | None = None) -> LMMAState:
         """Start at `x0` with step size `sigma0` and no directions (`key` is unused)."""
@@ -129,9 +142,9 @@ def lm_ma_es(
         if params is None:
             params = default_params()
         else:
-            shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
-            validation.check_named_tuple(params, LMMAParams, shapes)
-        x0 = termination.start_point(x0)
+            array_shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
+            validation.check_named_tuple(params, LMMAParams, array_shapes)
+        x0 = progress.start_point(x0)
         dtype = x0.dtype
         return LMMAState(
             mean=x0,
@@ -139,7 +152,7 @@ def lm_ma_es(
             p_sigma=jnp.zeros(n, dtype),
             M=jnp.zeros((m, n), dtype),
             params=LMMAParams(*(jnp.asarray(p, dtype) for p in params)),
-            **termination.initial_progress(x0, sigma0, n, lam),
+            **progress.initial_progress(x0, sigma0, n, lam),
         )
 
     def active_rates(state: LMMAState) -> Array:
@@ -173,9 +186,9 @@ def lm_ma_es(
         (a, beta), _ = lax.scan(step, init, order)
         return a * v + beta @ M
 
-    def ask(key: Array, state: LMMAState, *, active: Any = True) -> tuple[Array, LMMAState]:
+    def ask(key: Array, state: LMMAState, *, running: Any = True) -> tuple[Array, LMMAState]:
         """Sample ``m + σ d``, ``d = A_m ... A_1 z`` (Alg. 1, lines 5-9)."""
-        del active
+        del running
         z = jax.random.normal(key, (lam, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * chain(state, z, inverse=False), state
 
@@ -196,16 +209,21 @@ def lm_ma_es(
         p_sigma = (1 - cs) * state.p_sigma + jnp.sqrt(mueff * cs * (2 - cs)) * z_w  # line 11
         M = (1 - cc)[:, None] * state.M + jnp.sqrt(mueff * cc * (2 - cc))[:, None] * z_w[None, :]
         sigma = state.sigma * jnp.exp(cs / p.d_sigma * (jnp.sum(p_sigma**2) / n - 1))  # line 13
+        mean = state.mean + state.sigma * d_w  # line 10
+        # Keep steps resolvable at the new mean (below eps |m| they round to d = 0).
+        info = jnp.finfo(mean.dtype)
+        sigma = jnp.maximum(sigma, info.eps * jnp.max(jnp.abs(mean)) + info.tiny)
         return LMMAState(
-            mean=state.mean + state.sigma * d_w,  # line 10
+            mean=mean,
             sigma=sigma,
             p_sigma=p_sigma,
             M=M,
             params=p,
-            **termination.next_progress(state, population[order[0]], f_sorted),
+            **progress.next_progress(state, population[order[0]], f_sorted),
         )
 
     def summary(state: LMMAState) -> termination.DistributionSummary:
+        """The distribution as ``σ I`` (module docstring), for termination and drivers."""
         ones = jnp.ones(n, state.mean.dtype)
         return termination.diagonal_summary(state.mean, state.sigma, state.sigma0, ones)
 
@@ -221,4 +239,6 @@ def lm_ma_es(
         tell=tell,
         stop=stop,
         stop_options=stop_options,
+        summary=summary,
+        capabilities=frozenset({WEIGHTED}),
     )

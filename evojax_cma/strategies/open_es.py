@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import Array
 
@@ -33,9 +34,10 @@ from evojax_cma.core.gaussian import (
     check_chunking,
     check_hparams,
     optimizer_spec,
+    params_with_overrides,
     resolve_shaping,
 )
-from evojax_cma.core.types import Strategy
+from evojax_cma.core.types import CHUNKED, Strategy
 from evojax_cma.strategies._score_function import GaussianState, score_function_strategy
 
 
@@ -90,7 +92,12 @@ def open_es(
       **stop_options: default termination thresholds under pycma's names.
 
     Returns:
-      A `Strategy` whose state is a `GaussianState` with scalar σ.
+      A `Strategy` whose state is a `GaussianState` with scalar σ. Its
+      ``default_params(**overrides)`` takes the optimiser's hyperparameters by name
+      (``learning_rate=``, ``b1=``, ...; a name shadowed by a field below only as
+      ``optimizer={...}``) and ``weight_decay=``, ``sigma_decay=``, ``sigma_min=``;
+      values may be traced, so ``jax.vmap(lambda lr: es.default_params(learning_rate=lr))``
+      is a learning-rate grid.
 
     Examples:
       >>> import jax, jax.numpy as jnp, evojax_cma as ec
@@ -107,22 +114,30 @@ def open_es(
     plan = NoisePlan(lam, n, check_chunking(lam, chunk_size, antithetic), antithetic)
     spec = optimizer_spec(optimizer, learning_rate)
     shaping_fn = resolve_shaping(shaping)
-    for name, v in (("weight_decay", weight_decay), ("sigma_min", sigma_min)):
-        if not v >= 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
-    if not sigma_decay > 0:
-        raise ValueError(f"sigma_decay must be > 0, got {sigma_decay}")
+    fields = dict(weight_decay=weight_decay, sigma_decay=sigma_decay, sigma_min=sigma_min)
+    _check_fields(fields)
     validation.check_options("open_es option(s)", stop_options, set(termination.STOP_NAMES))
     tx = spec.build()
 
-    def default_params() -> OpenESParams:
-        """The constructor's defaults as arrays of JAX's default float dtype."""
+    def default_params(**overrides: Any) -> OpenESParams:
+        """The constructor's defaults, updated by `overrides`, as arrays of the default float.
+
+        Args:
+          **overrides: ``learning_rate=``, ``b1=``, ... (the injected optax
+            hyperparameters), ``optimizer={...}``, ``weight_decay=``, ``sigma_decay=``,
+            ``sigma_min=``; concrete or traced scalars.
+
+        Raises:
+          TypeError: an unknown name (the message lists the valid ones).
+          ValueError: a concrete value out of range.
+        """
+        optimizers = {"optimizer": (spec, "")}
+        values = params_with_overrides("open_es.default_params", overrides, fields, optimizers)
+        _check_fields(values)
         f = jnp.result_type(float)
         return OpenESParams(
-            optimizer={k: jnp.asarray(v, f) for k, v in spec.defaults.items()},
-            weight_decay=jnp.asarray(weight_decay, f),
-            sigma_decay=jnp.asarray(sigma_decay, f),
-            sigma_min=jnp.asarray(sigma_min, f),
+            optimizer={k: jnp.asarray(v, f) for k, v in values["optimizer"].items()},
+            **{k: jnp.asarray(values[k], f) for k in fields},
         )
 
     def check_params(params: Any) -> OpenESParams:
@@ -151,8 +166,25 @@ def open_es(
         options=dict(
             antithetic=antithetic,
             chunk_size=plan.chunk_size,
-            shaping=getattr(shaping_fn, "__name__", str(shaping_fn)),
-            optimizer=getattr(optimizer, "__name__", type(optimizer).__name__),
+            shaping=shaping,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            **fields,
         ),
         stop_defaults=stop_options,
+        capabilities=frozenset({CHUNKED}),
     )
+
+
+def _check_fields(values: dict[str, Any]) -> None:
+    """Range checks of the scalar fields, where their values are concrete."""
+    for name, minimum, strict in (
+        ("weight_decay", 0, False),
+        ("sigma_min", 0, False),
+        ("sigma_decay", 0, True),
+    ):
+        if validation.any_traced(values[name]):
+            continue
+        v = np.asarray(values[name])  # NumPy: jnp would be staged inside a jit
+        if not (v > minimum if strict else v >= minimum):
+            raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {v}")

@@ -25,11 +25,11 @@ c_σ             ``(μ_eff + 2) / (n + μ_eff + 3)``                 same
 d_σ             ``1 + 2 max(0, sqrt((μ_eff-1)/(n+1)) - 1) + c_σ``  same
 c_c             ``4 / (n + 4)``                                   same
 E‖N(0,I)‖       ``sqrt(n)(1 - 1/(4n) + 1/(21 n^2))``              same
-h_σ test        tutorial form (`evojax_cma.core.cumulation`)      same
+h_σ test        tutorial form (`evojax_cma.strategies.cma_family`) same
 ==============  ===============================================  ===========================
 
 The ``"cmaes"`` preset reproduces the `cmaes` package's ``SepCMA`` (0.13) update for update
-(``tests/test_sep_cma_oracle.py``). Not implemented: negative (active) weights, which pycma's
+(``tests/test_sep_cma.py``). Not implemented: negative (active) weights, which pycma's
 ``CMA_diagonal=True`` uses together with a multiplicative diagonal update.
 """
 
@@ -43,10 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import shaping, termination, validation
-from evojax_cma.core.cumulation import cumulate, positive_mueff
-from evojax_cma.core.types import Strategy
-from evojax_cma.strategies.cma_es import default_popsize
+from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core.types import DIAGONAL, WEIGHTED, Strategy
+from evojax_cma.strategies.cma_family import (
+    cumulate,
+    default_popsize,
+    expected_norm,
+    mueff_of,
+    positive_mueff,
+)
 
 SEP_PRESETS = ("ros_hansen", "cmaes")
 
@@ -95,8 +100,18 @@ class SepCMAState(NamedTuple):
     params: SepCMAParams
 
 
-def sep_default_constants(num_dims: int, popsize: int, preset: str) -> dict[str, Any]:
-    """Default hyperparameters of a preset as float64 NumPy values (module table)."""
+def sep_default_constants(
+    num_dims: int, popsize: int, preset: str, **overrides: Any
+) -> dict[str, Any]:
+    """Default hyperparameters of a preset as float64 NumPy values (module table).
+
+    Each override (a `SepCMAParams` field; concrete or traced) replaces its default;
+    ``c_sigma`` also enters the default ``d_sigma`` (Eq. 55). ``weights`` are used as given.
+    """
+
+    def pick(name: str, default: Any) -> Any:
+        return overrides[name] if name in overrides else default
+
     if preset not in SEP_PRESETS:
         raise ValueError(f"preset must be one of {SEP_PRESETS}, got {preset!r}")
     n, lam = num_dims, popsize
@@ -104,7 +119,7 @@ def sep_default_constants(num_dims: int, popsize: int, preset: str) -> dict[str,
     weights = np.zeros(lam)
     weights[:mu] = np.log(mu + 1.0) - np.log(np.arange(1, mu + 1))
     weights /= weights.sum()
-    mueff = shaping.mueff_of(weights)
+    mueff = mueff_of(weights)
     c_cov = 2.0 / mueff / (n + math.sqrt(2.0)) ** 2 + (1.0 - 1.0 / mueff) * min(
         1.0, (2.0 * mueff - 1.0) / ((n + 2.0) ** 2 + mueff)
     )
@@ -113,17 +128,18 @@ def sep_default_constants(num_dims: int, popsize: int, preset: str) -> dict[str,
         c1, c_mu = c_cov / mueff, c_cov * (1.0 - 1.0 / mueff)
     else:
         c1, c_mu = 2.0 / ((n + 1.3) ** 2 + mueff), c_cov
-    c_sigma = (mueff + 2.0) / (n + mueff + 3.0)
+    c_sigma = pick("c_sigma", (mueff + 2.0) / (n + mueff + 3.0))
+    d_sigma = 1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_sigma
     return dict(
-        weights=weights,
-        c_m=1.0,
+        weights=pick("weights", weights),
+        c_m=pick("c_m", 1.0),
         c_sigma=c_sigma,
-        d_sigma=1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_sigma,
-        c_c=4.0 / (n + 4.0),
-        c1=c1,
-        c_mu=c_mu,
-        chi_n=shaping.expected_norm(n, exact=False),
-        max_log_sigma_change=math.inf,
+        d_sigma=pick("d_sigma", d_sigma),
+        c_c=pick("c_c", 4.0 / (n + 4.0)),
+        c1=pick("c1", c1),
+        c_mu=pick("c_mu", c_mu),
+        chi_n=pick("chi_n", expected_norm(n, exact=False)),
+        max_log_sigma_change=pick("max_log_sigma_change", math.inf),
     )
 
 
@@ -154,11 +170,26 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         "sep_cma_es option(s)", static_options, {"preset"} | set(termination.STOP_NAMES)
     )
     preset = static_options.get("preset", "ros_hansen")
-    constants = sep_default_constants(n, lam, preset)
+    sep_default_constants(n, lam, preset)  # validate the preset now
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
+    shapes: dict[str, tuple[int, ...] | None] = {
+        f: ((lam,) if f == "weights" else ()) for f in SepCMAParams._fields
+    }
 
-    def default_params() -> SepCMAParams:
-        """The preset's hyperparameters as arrays of JAX's default float dtype."""
+    def default_params(**overrides: Any) -> SepCMAParams:
+        """The preset's hyperparameters as arrays of JAX's default float dtype.
+
+        Args:
+          **overrides: a value (concrete or traced) for any `SepCMAParams` field; an
+            overridden ``c_sigma`` re-derives ``d_sigma`` unless that is given too.
+
+        Raises:
+          TypeError: an unknown override name (the message lists the valid ones).
+        """
+        validation.check_overrides("sep_cma_es.default_params", overrides, shapes)
+        if not validation.any_traced(overrides):
+            overrides = {k: np.asarray(v, np.float64) for k, v in overrides.items()}
+        constants = sep_default_constants(n, lam, preset, **overrides)
         dtype = jnp.result_type(float)
         return SepCMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
 
@@ -171,7 +202,7 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
             params = default_params()
         else:
             validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
-        x0 = termination.start_point(x0)
+        x0 = progress.start_point(x0)
         dtype = x0.dtype
         return SepCMAState(
             mean=x0,
@@ -180,12 +211,12 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
             p_sigma=jnp.zeros(n, dtype),
             p_c=jnp.zeros(n, dtype),
             params=SepCMAParams(*(jnp.asarray(p, dtype) for p in params)),
-            **termination.initial_progress(x0, sigma0, n, lam),
+            **progress.initial_progress(x0, sigma0, n, lam),
         )
 
-    def ask(key: Array, state: SepCMAState, *, active: Any = True) -> tuple[Array, SepCMAState]:
+    def ask(key: Array, state: SepCMAState, *, running: Any = True) -> tuple[Array, SepCMAState]:
         """Sample λ points ``m + σ sqrt(c) ⊙ z`` (Eqs. 38-40 with a diagonal C)."""
-        del active  # nothing is amortised here
+        del running  # nothing is amortised here
         z = jax.random.normal(key, (lam, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * (z * jnp.sqrt(state.C)[None, :]), state
 
@@ -214,17 +245,23 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         delta_h = (1 - paths.h_sigma) * p.c_c * (2 - p.c_c)
         decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
         C = decay * state.C + p.c1 * paths.p_c**2 + p.c_mu * (w @ y**2)  # Eq. (47), diagonal
+        mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
+        # Keep every coordinate's step resolvable at the new mean: a step below eps |m_i|
+        # rounds to y_i = 0, which shrinks p_sigma, sigma and C_i further (until 0/0).
+        eps = jnp.finfo(mean.dtype).eps
+        C = jnp.maximum(C, (eps * jnp.abs(mean) / paths.sigma) ** 2 + jnp.finfo(mean.dtype).tiny)
         return SepCMAState(
-            mean=state.mean + p.c_m * state.sigma * y_w,  # Eq. (42)
+            mean=mean,
             sigma=paths.sigma,
             C=C,
             p_sigma=paths.p_sigma,
             p_c=paths.p_c,
             params=p,
-            **termination.next_progress(state, population[order[0]], f_sorted),
+            **progress.next_progress(state, population[order[0]], f_sorted),
         )
 
     def summary(state: SepCMAState) -> termination.DistributionSummary:
+        """What termination and the drivers read from a `SepCMAState`."""
         return termination.diagonal_summary(
             state.mean, state.sigma, state.sigma0, jnp.sqrt(state.C), state.p_c
         )
@@ -241,4 +278,6 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         tell=tell,
         stop=stop,
         stop_options=stop_options,
+        summary=summary,
+        capabilities=frozenset({DIAGONAL, WEIGHTED}),
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import Array
 
@@ -38,9 +39,10 @@ from evojax_cma.core.gaussian import (
     check_chunking,
     check_hparams,
     optimizer_spec,
+    params_with_overrides,
     resolve_shaping,
 )
-from evojax_cma.core.types import Strategy
+from evojax_cma.core.types import CHUNKED, Strategy
 from evojax_cma.strategies._score_function import GaussianState, score_function_strategy
 
 
@@ -94,7 +96,12 @@ def variational(
       **stop_options: default termination thresholds under pycma's names.
 
     Returns:
-      A `Strategy` whose state is a `GaussianState` with σ of shape ``(n,)``.
+      A `Strategy` whose state is a `GaussianState` with σ of shape ``(n,)``. Its
+      ``default_params(**overrides)`` takes the mean optimiser's hyperparameters by
+      their optax names (``learning_rate=``, ``b1=``, ...), the log-σ optimiser's with the
+      prefix ``sigma_`` (``sigma_learning_rate=``, ``sigma_b1=``, ...), the whole dicts
+      as ``mean_optimizer={...}`` / ``sigma_optimizer={...}``, and ``weight_decay=``,
+      ``sigma_min=``, ``sigma_max=``; values may be traced (vmappable).
 
     Examples:
       >>> import jax, jax.numpy as jnp, evojax_cma as ec
@@ -114,22 +121,36 @@ def variational(
     mean_spec = optimizer_spec(optimizer, learning_rate)
     sigma_spec = optimizer_spec(optimizer, sigma_learning_rate)
     shaping_fn = resolve_shaping(shaping)
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if not 0 <= sigma_min < sigma_max:
-        raise ValueError(f"need 0 <= sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    fields = dict(weight_decay=weight_decay, sigma_min=sigma_min, sigma_max=sigma_max)
+    _check_fields(fields)
     validation.check_options("variational option(s)", stop_options, set(termination.STOP_NAMES))
     mean_tx, sigma_tx = mean_spec.build(), sigma_spec.build()
+    optimizers = {"mean_optimizer": (mean_spec, ""), "sigma_optimizer": (sigma_spec, "sigma_")}
 
-    def default_params() -> VariationalParams:
-        """The constructor's defaults as arrays of JAX's default float dtype."""
+    def default_params(**overrides: Any) -> VariationalParams:
+        """The constructor's defaults, updated by `overrides`, as arrays of the default float.
+
+        Args:
+          **overrides: ``learning_rate=``, ``b1=``, ... (mean optimiser),
+            ``sigma_learning_rate=``, ``sigma_b1=``, ... (log-σ optimiser),
+            ``mean_optimizer={...}``, ``sigma_optimizer={...}``, ``weight_decay=``,
+            ``sigma_min=``, ``sigma_max=``; concrete or traced scalars.
+
+        Raises:
+          TypeError: an unknown name (the message lists the valid ones).
+          ValueError: a concrete value out of range.
+        """
+        owner = "variational.default_params"
+        values = params_with_overrides(owner, overrides, fields, optimizers)
+        _check_fields(values)
         f = jnp.result_type(float)
+        hparams = {
+            name: {k: jnp.asarray(v, f) for k, v in values[name].items()} for name in optimizers
+        }
         return VariationalParams(
-            mean_optimizer={k: jnp.asarray(v, f) for k, v in mean_spec.defaults.items()},
-            sigma_optimizer={k: jnp.asarray(v, f) for k, v in sigma_spec.defaults.items()},
-            weight_decay=jnp.asarray(weight_decay, f),
-            sigma_min=jnp.asarray(sigma_min, f),
-            sigma_max=jnp.asarray(sigma_max, f),
+            mean_optimizer=hparams["mean_optimizer"],
+            sigma_optimizer=hparams["sigma_optimizer"],
+            **{k: jnp.asarray(values[k], f) for k in fields},
         )
 
     def check_params(params: Any) -> VariationalParams:
@@ -170,8 +191,26 @@ def variational(
         options=dict(
             antithetic=antithetic,
             chunk_size=plan.chunk_size,
-            shaping=getattr(shaping_fn, "__name__", str(shaping_fn)),
-            optimizer=getattr(optimizer, "__name__", type(optimizer).__name__),
+            shaping=shaping,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            sigma_learning_rate=sigma_learning_rate,
+            **fields,
         ),
         stop_defaults=stop_options,
+        capabilities=frozenset({CHUNKED}),
     )
+
+
+def _check_fields(values: dict[str, Any]) -> None:
+    """Range checks of the scalar fields, where their values are concrete."""
+    if validation.any_traced(values):
+        return
+    # NumPy: jnp comparisons would be staged inside a jit
+    weight_decay, sigma_min, sigma_max = (
+        np.asarray(values[k]) for k in ("weight_decay", "sigma_min", "sigma_max")
+    )
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if not 0 <= sigma_min < sigma_max:
+        raise ValueError(f"need 0 <= sigma_min < sigma_max, got {sigma_min}, {sigma_max}")

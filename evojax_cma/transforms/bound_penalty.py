@@ -17,12 +17,16 @@ shrink back when they exceed ``5 dfit``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 from jax import Array
 
+from evojax_cma.core import types
 from evojax_cma.core.shaping import mueff_of
+from evojax_cma.transforms.base import Evaluated, Pipeline
+from evojax_cma.transforms.encodings import ClipToBox, check_bounds
 
 
 class PenaltyState(NamedTuple):
@@ -110,4 +114,59 @@ def bound_penalty_fitness(
     return fitness + pen, state
 
 
-__all__ = ["PenaltyState", "bound_penalty_fitness", "init_penalty"]
+@dataclasses.dataclass(frozen=True)
+class BoundPenalty(ClipToBox):
+    """Evaluate at the projection onto the box, tell the adaptively penalised fitness.
+
+    See the module docstring; build with `bound_penalty`. Reads the strategy's
+    recombination weights, so it needs a CMA-family strategy.
+    """
+
+    requires = frozenset({types.WEIGHTED})
+    stateful = True
+
+    def init(self, num_dims: int, rows: int, dtype: Any) -> PenaltyState:
+        """Weights 1 and an empty history."""
+        return init_penalty(num_dims, rows, dtype)
+
+    def shape_fitness(
+        self, state: PenaltyState, h: Array, ev: Evaluated, prefix: Pipeline
+    ) -> tuple[Array, PenaltyState]:
+        """Add the penalty ``sum_i gamma_i (clip(x)_i - x_i)^2 / n`` after adapting gamma."""
+        dist = ev.dist
+        assert dist.weights is not None
+        mean_pre = prefix.decode(dist.mean)
+        mean_in = self.decode(mean_pre)
+        mean_geno = prefix.encode(self.encode(mean_in))
+        mean_offset = jnp.where(mean_pre == mean_in, 0.0, dist.mean - mean_geno)
+        return bound_penalty_fitness(
+            state,
+            ev.inputs,
+            ev.outputs,
+            h,
+            mean_offset=mean_offset,
+            variances=dist.variances,
+            weights=dist.weights,
+            generation=dist.generation,
+            popsize=ev.popsize,
+        )
+
+
+def bound_penalty(lower: Any, upper: Any) -> BoundPenalty:
+    """Pycma's adaptive ``BoundPenalty`` for the box ``[lower, upper]`` (±inf allowed).
+
+    Every evaluated point lies in the box (the objective sees the projection); the
+    strategy is told the fitness plus a quadratic penalty on the distance to the box,
+    with weights adapted from the fitness' interquartile range (module docstring).
+    """
+    lo, hi = check_bounds(lower, upper)
+    return BoundPenalty(lo, hi)
+
+
+__all__ = [
+    "BoundPenalty",
+    "PenaltyState",
+    "bound_penalty",
+    "bound_penalty_fitness",
+    "init_penalty",
+]

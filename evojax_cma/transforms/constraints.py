@@ -34,10 +34,13 @@ a generation with such a candidate does not set initial coefficients (as pycma).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 from jax import Array
+
+from evojax_cma.transforms.base import Evaluated, Pipeline, Transform
 
 D_GAMMA = 5.0  # damping of the lambda update
 P_FEAS_UP = 0.95  # muplus3 threshold
@@ -47,7 +50,7 @@ P_FEAS_DOWN = 0.9  # muminus3 threshold
 class ALState(NamedTuple):
     """Augmented-Lagrangian coefficients and the history that adapts them (one run)."""
 
-    lam: Array  # (m,) Lagrange multipliers, >= 0
+    multipliers: Array  # (m,) Lagrange multipliers (pycma's ``lam``), >= 0
     mu: Array  # (m,) penalty factors, >= 0
     initialized: Array  # (m,) bool: coefficients set from data for good
     started: Array  # bool: set_coefficients ran once (pycma: ``lam is not None``)
@@ -63,7 +66,7 @@ def init_al(num_constraints: int, num_dims: int, dtype: Any) -> ALState:
     """Coefficients 0 (no penalty) until the first generation sets them."""
     m = num_constraints
     return ALState(
-        lam=jnp.zeros(m, dtype),
+        multipliers=jnp.zeros(m, dtype),
         mu=jnp.zeros(m, dtype),
         initialized=jnp.zeros(m, bool),
         started=jnp.asarray(False),
@@ -77,7 +80,7 @@ def init_al(num_constraints: int, num_dims: int, dtype: Any) -> ALState:
 
 
 def _coefficients(al: ALState, G: Array) -> tuple[Array, Array]:
-    return jnp.broadcast_to(al.lam, G.shape), jnp.broadcast_to(al.mu, G.shape)
+    return jnp.broadcast_to(al.multipliers, G.shape), jnp.broadcast_to(al.mu, G.shape)
 
 
 def al_penalties(al: ALState, G: Array) -> Array:
@@ -135,7 +138,7 @@ def set_coefficients(al: ALState, F: Array, G: Array, valid: Array, num_dims: in
     dG = _iqr(G, valid, count)
     dG2 = _iqr(G**2, valid, count)
     mu_new = 2.0 / 5.0 * df / n / (dG + 1e-6 * dG2 + 1e-11 * (df + 1))
-    lam = jnp.where(todo, df / (n * dG + 1e-11 * (df + 1)), al.lam)
+    lam = jnp.where(todo, df / (n * dG + 1e-11 * (df + 1)), al.multipliers)
     decrease = (sign_average <= 0.2) & ((al.mu == 0) | (al.mu > mu_new)) & todo
     rescale = decrease & (al.mu > 0)
     lam = jnp.where(rescale, lam * mu_new / jnp.where(rescale, al.mu, 1.0), lam)
@@ -143,7 +146,7 @@ def set_coefficients(al: ALState, F: Array, G: Array, valid: Array, num_dims: in
     gmax = jnp.max(jnp.where(valid[:, None], jnp.abs(G), 0.0), axis=0)
     mu = jnp.where(todo, jnp.minimum(20 * mu, jnp.maximum(mu, lam / (1e-22 + gmax))), mu)
     settle = todo & ((al.count > 2 + n) | (jnp.abs(sign_average) < 0.8))
-    new = al._replace(lam=lam, mu=mu, initialized=al.initialized | settle, started=True)
+    new = al._replace(multipliers=lam, mu=mu, initialized=al.initialized | settle, started=True)
     done = al.started & jnp.all(al.initialized & (al.mu > 0))
     return _select(done, al, new)
 
@@ -181,7 +184,7 @@ def al_update(al: ALState, g: Array, num_dims: int) -> ALState:
     hist = al.hist.at[al.hist_count % cap].set(g)
     al = al._replace(hist=hist, hist_count=al.hist_count + 1)
     if_not_started = al
-    lam, mu = al.lam, al.mu
+    lam, mu = al.multipliers, al.mu
     live = mu != 0
     bump = (g * mu > -lam) | ~al.counting | (al.penalized > 0)
     lam = jnp.where(live & bump, lam + mu * g / D_GAMMA, lam)
@@ -199,7 +202,7 @@ def al_update(al: ALState, g: Array, num_dims: int) -> ALState:
     mu = jnp.where(step > 0, mu * chi ** (0.25 * (1 + expo)), mu)
     mu = jnp.where(step < 0, mu * chi ** (-0.25 * (1 - expo)), mu)
     new = al._replace(
-        lam=lam,
+        multipliers=lam,
         mu=mu,
         count=al.count + 1,
         penalized=jnp.zeros_like(al.penalized),
@@ -226,8 +229,59 @@ def al_generation(
     return _select(~jnp.any(ok), al, al_update(al, G[i], num_dims))
 
 
+@dataclasses.dataclass(frozen=True)
+class AugmentedLagrangian(Transform):
+    """Pycma's adaptive augmented Lagrangian for ``num_constraints`` values ``g(x) <= 0``.
+
+    The constraint function itself belongs to the problem (it is evaluated beside the
+    objective); this transformation holds the coefficients (module docstring). Build it
+    with `augmented_lagrangian`.
+    """
+
+    num_constraints: int
+    stateful = True
+
+    def init(self, num_dims: int, rows: int, dtype: Any) -> ALState:
+        """Coefficients 0 until the first generation sets them."""
+        del rows
+        return init_al(self.num_constraints, num_dims, dtype)
+
+    def shape_fitness(
+        self, state: ALState, h: Array, ev: Evaluated, prefix: Pipeline
+    ) -> tuple[Array, ALState]:
+        """The augmented fitness (AL) of the generation and the penalty counts."""
+        del prefix
+        assert ev.g is not None
+        return al_fitness(state, h, ev.g, ev.popsize)
+
+    def penalize(self, state: ALState, f: Array, g: Array | None) -> Array:
+        """(AL) with the current coefficients, for extra evaluations."""
+        assert g is not None
+        return f + jnp.sum(al_penalties(state, g), axis=-1)
+
+    def after_tell(self, state: ALState, h: Array, ev: Evaluated) -> ALState:
+        """``ConstrainedFitnessAL.update`` from the generation (`al_generation`)."""
+        assert ev.g is not None
+        return al_generation(state, ev.f, ev.g, h, ev.popsize, ev.genotypes.shape[-1])
+
+    def stop_defaults(self) -> dict[str, Any]:
+        """``tolstagnation`` off, as in ``cma.fmin_con2`` (the augmented fitness moves)."""
+        return {"tolstagnation": 0}
+
+
+def augmented_lagrangian(num_constraints: int) -> AugmentedLagrangian:
+    """The augmented-Lagrangian transformation for ``m`` constraints (``m >= 1``)."""
+    if isinstance(num_constraints, bool) or not isinstance(num_constraints, int):
+        raise TypeError(f"num_constraints must be an int, got {num_constraints!r}")
+    if num_constraints < 1:
+        raise ValueError(f"num_constraints must be >= 1, got {num_constraints}")
+    return AugmentedLagrangian(num_constraints)
+
+
 __all__ = [
     "ALState",
+    "AugmentedLagrangian",
+    "augmented_lagrangian",
     "al_fitness",
     "al_generation",
     "al_penalties",

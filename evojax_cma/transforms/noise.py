@@ -33,6 +33,7 @@ on strong multiplicative noise this alone can make sigma diverge, and re-evaluat
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -40,19 +41,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from evojax_cma.core import types
+from evojax_cma.transforms.base import Distribution, Transform
+
 THETA = 0.5  # percentile/100 of the rank-change limits, doubled (pycma's theta)
 CUM = 0.3  # c_s, the learning rate of the noise level
-
-
-class NoiseOptions(NamedTuple):
-    """Static settings of the noise handling (hashable: a jit static argument)."""
-
-    maxevals: int = 1
-    minevals: int = 1
-    evaluations: float = 1.0  # evaluations per f-value at the start
-    reevals: float | None = None  # candidates re-evaluated; None: 2 + popsize / 20
-    epsilon: float = 1e-7  # relative perturbation of the re-evaluated candidates
-    sigma_exponent: float = 1.0  # pycma's noise_change_sigma_exponent
 
 
 class NoiseState(NamedTuple):
@@ -62,13 +55,73 @@ class NoiseState(NamedTuple):
     evaluations: Array
 
 
+@dataclasses.dataclass(frozen=True)
+class NoiseHandler(Transform):
+    """UH-CMA-ES settings and steps (module docstring); build with `noise_handler`.
+
+    In a chain it measures the fitness as it reaches it (the objective's values, with
+    the augmented Lagrangian's penalties when constraints come after it). The generation
+    step (`evojax_cma.run.step`) re-evaluates the candidates it picks.
+    """
+
+    maxevals: int = 1
+    minevals: int = 1
+    evaluations: float = 1.0  # evaluations per f-value at the start
+    reevals: float | None = None  # candidates re-evaluated; None: 2 + popsize / 20
+    epsilon: float = 1e-7  # relative perturbation of the re-evaluated candidates
+    sigma_exponent: float = 1.0  # pycma's noise_change_sigma_exponent
+    requires = frozenset({types.WEIGHTED})
+    stateful = True
+
+    def init(self, num_dims: int, rows: int, dtype: Any) -> NoiseState:
+        """Noise level 0 and the starting evaluations per f-value."""
+        del num_dims, rows
+        return init_noise(self, dtype)
+
+    def stop_defaults(self) -> dict[str, Any]:
+        """``tolfacupx`` off while sigma is increased on purpose, as ``cma.fmin2`` does."""
+        return {"tolfacupx": float("inf")} if self.sigma_exponent > 0 else {}
+
+    def repeats(self, state: NoiseState) -> Array:
+        """Evaluations aggregated into one f-value now."""
+        return jnp.floor(state.evaluations).astype(jnp.int32)
+
+    def reevaluation(
+        self, key: Array, dist: Distribution, genotypes: Array, h: Array, popsize: Any
+    ) -> tuple[Array, Array, Array]:
+        """The candidates to evaluate again: ``(index, valid, moved genotypes)``.
+
+        Each moves by ``epsilon sigma sqrt(diag C) z`` (pycma moves it by ``epsilon``
+        times a full sample step of the updated distribution; epsilon is 1e-7 either way).
+        """
+        k_index, k_move = jax.random.split(key)
+        index, valid = reeval_indices(k_index, h, popsize, self)
+        z = jax.random.normal(k_move, (index.shape[0], genotypes.shape[1]), genotypes.dtype)
+        step = jnp.sqrt(dist.variances)[None, :] * z
+        return index, valid, genotypes[index] + self.epsilon * step
+
+    def adapt(
+        self,
+        state: NoiseState,
+        h: Array,
+        h_again: Array,
+        index: Array,
+        valid: Array,
+        popsize: Any,
+        num_dims: int,
+    ) -> tuple[NoiseState, Array]:
+        """Measure the noise from the re-evaluations: ``(state, sigma factor)``."""
+        s = measure(h, h_again, index, valid, popsize)
+        return adapt_noise_level(state, s, num_dims, self)
+
+
 def noise_handler(
     maxevals: Any = 1,
     *,
     reevals: float | None = None,
     epsilon: float = 1e-7,
     sigma_exponent: float = 1.0,
-) -> NoiseOptions:
+) -> NoiseHandler:
     """Noise-handling settings, with pycma's ``NoiseHandler`` meaning of `maxevals`.
 
     Args:
@@ -95,7 +148,7 @@ def noise_handler(
         raise ValueError(f"sigma_exponent must be >= 0, got {sigma_exponent!r}")
     low = int(values.min()) if values.size > 1 else 1
     start = float(np.median(values)) if values.size > 2 else float(low)
-    return NoiseOptions(
+    return NoiseHandler(
         maxevals=int(values.max()),
         minevals=low,
         evaluations=start,
@@ -105,19 +158,19 @@ def noise_handler(
     )
 
 
-def init_noise(options: NoiseOptions, dtype: Any) -> NoiseState:
+def init_noise(options: NoiseHandler, dtype: Any) -> NoiseState:
     """Noise level 0 and the starting evaluations per f-value."""
     return NoiseState(jnp.asarray(0.0, dtype), jnp.asarray(options.evaluations, dtype))
 
 
-def max_reevals(options: NoiseOptions, rows: int) -> int:
+def max_reevals(options: NoiseHandler, rows: int) -> int:
     """Static number of rows reserved for re-evaluations."""
     expected = options.reevals if options.reevals is not None else 2 + rows / 20
     return int(expected) + 1
 
 
 def reeval_indices(
-    key: Array, fitness: Array, popsize: Any, options: NoiseOptions
+    key: Array, fitness: Array, popsize: Any, options: NoiseHandler
 ) -> tuple[Array, Array]:
     """Which candidates to evaluate again, as pycma's ``NoiseHandler.indices``.
 
@@ -125,7 +178,7 @@ def reeval_indices(
       key: for the random rounding of a fractional count.
       fitness: ``(rows,)``; rows from `popsize` on are padding.
       popsize: number of real rows λ (may be traced).
-      options: `NoiseOptions`.
+      options: `NoiseHandler` settings.
 
     Returns:
       ``(index, valid)``, each ``(max_reevals,)``: the first ``lambda_r - lambda_r // 2``
@@ -190,8 +243,8 @@ def measure(fitness: Array, refitness: Array, index: Array, valid: Array, popsiz
     return jnp.sum(jnp.where(valid, s, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
-def treat(
-    noise: NoiseState, s_mean: Array, num_dims: int, options: NoiseOptions
+def adapt_noise_level(
+    noise: NoiseState, s_mean: Array, num_dims: int, options: NoiseHandler
 ) -> tuple[NoiseState, Array]:
     """Update the noise level (Eq. (5)) and return ``(state, sigma factor)``."""
     alpha = 1.0 + 2.0 / (num_dims + 10)
@@ -207,12 +260,12 @@ def treat(
 
 
 __all__ = [
-    "NoiseOptions",
+    "NoiseHandler",
     "NoiseState",
+    "adapt_noise_level",
     "init_noise",
     "max_reevals",
     "measure",
     "noise_handler",
     "reeval_indices",
-    "treat",
 ]

@@ -1,0 +1,169 @@
+"""The drivers' shared keyword vocabulary, checked before anything is traced.
+
+`evojax_cma.minimize`, `evojax_cma.minimize_restarts` and `evojax_cma.fmin` take the same
+problem keywords: ``bounds``, ``bound_handler``, ``encoding``, ``constraints``,
+``noise_handling``, ``batched`` and (for JAX objectives) ``keyed``. `build_pipeline`
+turns them into one `evojax_cma.transforms.Pipeline`:
+``chain(encoding, bounds, noise handler, augmented Lagrangian)``, so that the augmented
+Lagrangian penalises the objective's values first, the noise handler measures those, and
+the bound penalty is added last (fitness flows back through a chain).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evojax_cma.core.validation import check_vector, is_concrete
+from evojax_cma.transforms.base import Pipeline, Transform, chain
+from evojax_cma.transforms.bound_penalty import bound_penalty
+from evojax_cma.transforms.constraints import augmented_lagrangian
+from evojax_cma.transforms.encodings import (
+    Box,
+    bound_transform,
+    check_bounds,
+    warn_if_outside,
+)
+from evojax_cma.transforms.noise import NoiseHandler, noise_handler
+
+BOUND_HANDLERS = ("transform", "penalty")
+"""pycma's ``BoundaryHandler`` choices: ``BoundTransform`` (default) and ``BoundPenalty``."""
+
+
+def build_pipeline(
+    num_dims: int,
+    *,
+    bounds: Any = None,
+    bound_handler: str = "transform",
+    encoding: Transform | Pipeline | None = None,
+    noise_handling: Any = None,
+    num_constraints: int = 0,
+) -> Pipeline:
+    """Validate the problem keywords and compose them into a pipeline.
+
+    Args:
+      num_dims: n.
+      bounds: None or ``(lower, upper)``, each a scalar or ``(n,)`` (±inf allowed).
+      bound_handler: ``"transform"`` or ``"penalty"``.
+      encoding: a transformation (`evojax_cma.scaling`, `evojax_cma.chain` of several,
+        ...) applied before the bounds, or None.
+      noise_handling: None/False, True (pycma's ``noise_handler=True``) or
+        `evojax_cma.noise_handler(...)` settings.
+      num_constraints: m (0: no constraints).
+
+    Raises:
+      TypeError: `encoding` is not a transformation, `bounds` not a pair,
+        `noise_handling` of another type.
+      ValueError: an unknown bound handler, NaN bounds, a wrong shape or
+        ``lower >= upper``; an encoding of another dimension.
+    """
+    if bound_handler not in BOUND_HANDLERS:
+        raise ValueError(f"bound_handler must be one of {BOUND_HANDLERS}, got {bound_handler!r}")
+    if encoding is not None and not isinstance(encoding, Transform | Pipeline):
+        raise TypeError(
+            "encoding must be an evojax_cma transformation (scaling, log_scale, "
+            f"bound_transform, chain(...)), got {type(encoding).__name__}"
+        )
+    box = None
+    if bounds is not None:
+        if not isinstance(bounds, tuple | list) or len(bounds) != 2:
+            raise TypeError(f"bounds must be a pair (lower, upper), got {bounds!r}")
+        lower, upper = check_bounds(bounds[0], bounds[1], num_dims)
+        box = (bound_penalty if bound_handler == "penalty" else bound_transform)(lower, upper)
+    noise = _noise_handler(noise_handling)
+    al = augmented_lagrangian(num_constraints) if num_constraints else None
+    pipeline = chain(encoding, box, noise, al)
+    pipeline.check(num_dims)
+    return pipeline
+
+
+def _noise_handler(noise_handling: Any) -> NoiseHandler | None:
+    if noise_handling is None or noise_handling is False:
+        return None
+    if noise_handling is True:
+        return noise_handler()
+    if isinstance(noise_handling, NoiseHandler):
+        return noise_handling
+    raise TypeError(
+        "noise_handling must be a bool or evojax_cma.noise_handler(...), "
+        f"got {type(noise_handling).__name__}"
+    )
+
+
+def count_constraints(constraints: Any, num_dims: int, batched: bool, x0: Any) -> int:
+    """The number m of a JAX constraint function, after checking its shape (and x0 values)."""
+    if not callable(constraints):
+        raise TypeError(f"constraints must be callable, got {type(constraints).__name__}")
+    shape = (1, num_dims) if batched else (num_dims,)
+    point = jax.ShapeDtypeStruct(shape, jnp.result_type(float))
+    out = jax.eval_shape(constraints, point)
+    out_shape = getattr(out, "shape", None)
+    want = "(popsize, m)" if batched else "(m,)"
+    if out_shape is None or len(out_shape) != len(shape) or out_shape[:-1] != shape[:-1]:
+        raise ValueError(
+            f"constraints must return shape {want} for input of shape {shape}, got {out_shape}"
+        )
+    if out_shape[-1] < 1:
+        raise ValueError("constraints must return at least one value (m >= 1)")
+    if x0 is not None and is_concrete(x0):
+        x = jnp.reshape(jnp.asarray(x0, jnp.result_type(float)), shape)
+        values = np.asarray(constraints(x))
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"constraints returned non-finite values at x0: {values}")
+    return int(out_shape[-1])
+
+
+def initial_genotype(pipeline: Pipeline, x0: Any) -> jax.Array:
+    """The genotype of a phenotype `x0` (moved into the box, with a warning, if outside)."""
+    for t in pipeline.transforms:
+        if isinstance(t, Box) and is_concrete(x0):
+            warn_if_outside(x0, t.lower, t.upper)
+    x0 = jnp.asarray(x0)
+    dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
+    return pipeline.encode(x0.astype(dtype)).astype(dtype)
+
+
+def check_x0_vector(x0: Any, num_dims: int, where: str) -> None:
+    """Require a vector ``(n,)``; a function gets an error that says where it belongs."""
+    if callable(x0):
+        raise TypeError(
+            f"x0 must be a vector of shape ({num_dims},) in {where}, got a function; "
+            "a function of a key that draws x0 for each run is taken by "
+            "evojax_cma.minimize_restarts and evojax_cma.fmin"
+        )
+    check_vector("x0", x0, num_dims)
+
+
+def check_x0_function(x0: Callable[..., Any]) -> None:
+    """Require a function of one argument (a PRNG key), the convention of every driver."""
+    try:
+        params = inspect.signature(x0).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
+    if len(required) > 1 or (not required and not variadic):
+        raise TypeError(
+            "x0 as a function must take one argument, a PRNG key, and return a vector "
+            "(e.g. evojax_cma.uniform_x0(lower, upper), or lambda key: "
+            f"np.random.uniform(-5, 5, n)); got a function of {len(required)} arguments"
+        )
+
+
+__all__ = [
+    "BOUND_HANDLERS",
+    "build_pipeline",
+    "check_x0_function",
+    "check_x0_vector",
+    "count_constraints",
+    "initial_genotype",
+]

@@ -1,0 +1,162 @@
+r"""What the CMA-ES family shares: weights, E‖N‖, the default λ and the evolution paths.
+
+The full (`evojax_cma.cma_es`) and diagonal (`evojax_cma.sep_cma_es`) variants, and
+`evojax_cma.lm_ma_es` for its λ and weights, import these pieces from here, as blackjax's
+NUTS reuses HMC. Equation numbers refer to Hansen's tutorial (arXiv:1604.00772).
+
+Weights: `cma_raw_weights` (Eq. 49) and `mueff_of` (Eq. 8) live in
+`evojax_cma.core.shaping`, because the core needs them without importing strategies
+(``shaping.cma_utilities`` ranks by them and ``core.penalty`` reads μ_eff); they are
+re-exported here so that the family's pieces have one address. `finalize_negative_weights`
+(Eqs. 50-53) and `expected_norm` are the family's own.
+
+Evolution paths: the variants differ only in how they whiten a step
+(:math:`C^{-1/2} y`), which the caller does before calling `cumulate`. Two forms of the
+:math:`h_\sigma` test exist (see the table in `evojax_cma.cma_es`): ``"pycma"`` tests
+:math:`\|p_\sigma\|^2 / (1-(1-c_\sigma)^{2g}) / n < 2 + 4/(n+1)`, the tutorial (and cmaes)
+:math:`\|p_\sigma\| / \sqrt{1-(1-c_\sigma)^{2g}} < (1.4 + 2/(n+1)) E\|N(0,I)\|`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from evojax_cma.core.shaping import cma_raw_weights, mueff_of
+
+H_SIGMA_RULES = ("pycma", "tutorial")
+
+
+def default_popsize(num_dims: int) -> int:
+    """``4 + floor(3 ln n)`` (Eq. 48)."""
+    return 4 + int(math.floor(3 * math.log(num_dims)))
+
+
+def finalize_negative_weights(weights: Any, num_dims: int, c1: Any, c_mu: Any, xp: Any = np) -> Any:
+    r"""Scale the negative weights as in the tutorial's Eqs. (50)-(53).
+
+    The negative weights (already summing to -1) are multiplied by
+    :math:`\min(\alpha_\mu^-, \alpha_{\mu_{\rm eff}}^-, \alpha_{\rm posdef}^-)` with
+    :math:`\alpha_\mu^- = 1 + c_1/c_\mu`,
+    :math:`\alpha_{\mu_{\rm eff}}^- = 1 + 2\mu_{\rm eff}^-/(\mu_{\rm eff}+2)` and
+    :math:`\alpha_{\rm posdef}^- = (1-c_1-c_\mu)/(n c_\mu)`; pycma's
+    ``finalize_negative_weights`` applies the same three limits one after another.
+    Works with ``xp = numpy`` or ``jax.numpy`` (traced values) alike.
+
+    Args:
+      weights: raw weights of `cma_raw_weights` (negative ones sum to -1).
+      num_dims: n.
+      c1: rank-one learning rate (Eq. 57).
+      c_mu: rank-μ learning rate (Eq. 58); with ``c_mu <= 0`` the weights are returned
+        unchanged.
+      xp: ``numpy`` or ``jax.numpy``.
+
+    Returns:
+      The weights with the negative ones scaled; positive ones unchanged.
+    """
+    w = xp.asarray(weights)
+    neg = w < 0
+    wn = xp.where(neg, w, 0.0)
+    neg_sum = xp.where(neg.any(), xp.sum(wn), -1.0)
+    mueff_minus = neg_sum**2 / xp.where(neg.any(), xp.sum(wn**2), 1.0)
+    c_mu_safe = xp.where(c_mu > 0, c_mu, 1.0)
+    alpha = xp.minimum(
+        xp.minimum(1.0 + c1 / c_mu_safe, 1.0 + 2.0 * mueff_minus / (mueff_of(w, xp) + 2.0)),
+        (1.0 - c1 - c_mu) / (num_dims * c_mu_safe),
+    )
+    return xp.where(neg & (c_mu > 0), w * alpha / -neg_sum, w)
+
+
+def expected_norm(num_dims: int, exact: bool = True) -> float:
+    r"""E‖N(0, I_n)‖ = :math:`\sqrt{2}\,\Gamma(\frac{n+1}{2})/\Gamma(\frac{n}{2})`.
+
+    With ``exact=False``, the tutorial's approximation
+    :math:`\sqrt{n}(1 - \frac{1}{4n} + \frac{1}{21 n^2})`. For ``exact=True`` and
+    ``n > 100`` pycma's series :math:`\sqrt{n}(1 - \frac{1}{4n} + \frac{1}{32 n^2})` is used,
+    which is within 5e-5 relative of the exact value there.
+    """
+    n = num_dims
+    if not exact:
+        return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
+    if n > 100:
+        return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (32.0 * n * n))
+    return math.sqrt(2.0) * math.exp(math.lgamma((n + 1) / 2.0) - math.lgamma(n / 2.0))
+
+
+def positive_mueff(weights: Array) -> Array:
+    r""":math:`\mu_{\rm eff}` of the positive weights (Eq. 8), traced from the params."""
+    return mueff_of(weights, jnp)
+
+
+class Paths(NamedTuple):
+    """Result of `cumulate`: the new paths, the h_sigma indicator and the new step size."""
+
+    p_sigma: Array
+    p_c: Array
+    h_sigma: Array  # 0.0 or 1.0, in the state's dtype
+    sigma: Array
+
+
+def cumulate(
+    params: Any,
+    *,
+    p_sigma: Array,
+    p_c: Array,
+    sigma: Array,
+    whitened_y_w: Array,
+    y_w: Array,
+    mueff: Array,
+    generation: Array,
+    h_sigma_rule: str,
+) -> Paths:
+    r"""Update :math:`p_\sigma` (Eq. 43), :math:`h_\sigma`, :math:`p_c` (Eq. 45) and σ (Eq. 44).
+
+    Args:
+      params: any params pytree with fields ``c_sigma``, ``c_c``, ``d_sigma``, ``chi_n`` and
+        ``max_log_sigma_change``.
+      p_sigma: the current conjugate evolution path.
+      p_c: the current rank-one evolution path.
+      sigma: the current step size.
+      whitened_y_w: :math:`C^{-1/2} \langle y\rangle_w` with the factors the population was
+        sampled from.
+      y_w: the weighted mean step :math:`\langle y\rangle_w` (Eq. 41).
+      mueff: variance-effective selection mass of the positive weights (Eq. 8).
+      generation: the generation counter *after* this update (1 for the first ``tell``).
+      h_sigma_rule: ``"pycma"`` or ``"tutorial"`` (module docstring).
+
+    Returns:
+      The new `Paths`.
+    """
+    n = y_w.shape[-1]
+    dtype = y_w.dtype
+    cs, cc = params.c_sigma, params.c_c
+    p_sigma = (1 - cs) * p_sigma + jnp.sqrt(cs * (2 - cs) * mueff) * whitened_y_w  # Eq. (43)
+    bias = 1 - (1 - cs) ** (2 * generation.astype(dtype))
+    ps_sq = jnp.sum(p_sigma**2)
+    if h_sigma_rule == "pycma":
+        h_sigma = ps_sq / bias / n - 1 < 1 + 4.0 / (n + 1)
+    else:
+        h_sigma = jnp.sqrt(ps_sq / bias) < (1.4 + 2.0 / (n + 1)) * params.chi_n
+    h_sigma = h_sigma.astype(dtype)
+    p_c = (1 - cc) * p_c + h_sigma * jnp.sqrt(cc * (2 - cc) * mueff) * y_w  # Eq. (45)
+    log_change = (cs / params.d_sigma) * (jnp.sqrt(ps_sq) / params.chi_n - 1)  # Eq. (44)
+    limit = params.max_log_sigma_change
+    sigma = sigma * jnp.exp(jnp.clip(log_change, -limit, limit))
+    return Paths(p_sigma=p_sigma, p_c=p_c, h_sigma=h_sigma, sigma=sigma)
+
+
+__all__ = [
+    "H_SIGMA_RULES",
+    "Paths",
+    "cma_raw_weights",
+    "cumulate",
+    "default_popsize",
+    "expected_norm",
+    "finalize_negative_weights",
+    "mueff_of",
+    "positive_mueff",
+]
