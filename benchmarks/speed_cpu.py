@@ -8,7 +8,8 @@ run-generation is that of one run.
 Compile time of the user-facing driver: ``evojax_cma.minimize`` for a 4-D CMA-ES (the
 whole ``lax.while_loop`` with pycma's termination criteria) against evosax's CMA_ES in a
 comparable jitted loop (``lax.while_loop`` over ask/tell up to maxiter), trace + compile,
-median of 3 fresh lowerings each, in alternation. Usage: python benchmarks/speed_cpu.py
+median of 3 lowerings each after ``jax.clear_caches()``, in alternation.
+Usage: python benchmarks/speed_cpu.py
 """
 
 import time
@@ -122,6 +123,7 @@ def minimize_compile_seconds(n=4, maxiter=100, repeats=3):
     times = {"ours": [], "evosax": []}
     for _ in range(repeats):
         for name, fn in (("ours", ours), ("evosax", theirs)):
+            jax.clear_caches()  # else XLA's in-memory cache answers the second lowering
             t0 = time.perf_counter()
             jax.jit(fn).lower(key).compile()
             times[name].append(time.perf_counter() - t0)

@@ -1,24 +1,89 @@
 """Run bookkeeping shared by every strategy: start point, best point, evaluations, generations.
 
-Each strategy state carries the same progress fields (``generation``, ``evals``,
-``best_x``, ``best_f``, ``best_evals``, ``sigma0`` and the `FitnessHistory` that the
-termination criteria read); `initial_progress` makes them in ``init`` and `next_progress`
-advances them in ``tell``, so that the counting has one home, as evosax's
-``algorithms/base.py`` keeps it.
+Every strategy state is a `RunState`: the mean, step size and params, and the progress
+fields (``generation``, ``evals``, ``best_x``, ``best_f``, ``best_evals``, ``sigma0`` and
+the `FitnessHistory` that the termination criteria read) are declared here once and
+inherited, as evosax's ``algorithms/base.py`` keeps them; `initial_progress` makes the
+progress fields in ``init`` and `next_progress` advances them in ``tell``, so that the
+counting has one home.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, TypeVar
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
-from evojax_cma.core.termination import init_history, update_history
+from evojax_cma.core.termination import FitnessHistory, init_history, update_history
+from evojax_cma.core.validation import check_positive_scalar, check_vector
+
+S = TypeVar("S", bound="RunState")
 
 
-def start_point(x0: Any) -> Array:
-    """`x0` as the run's mean: its own dtype if floating, else JAX's default float."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class RunState:
+    """What every strategy state holds (a frozen dataclass, a JAX pytree).
+
+    Attributes:
+      mean: the distribution's mean (the solution being searched for).
+      sigma: its step size, a scalar or one per coordinate.
+      params: the strategy's numeric hyperparameters for this run.
+      generation: number of completed ``tell`` calls.
+      evals: number of evaluations told so far.
+      best_x: best point told (among finite fitness values), as the strategy saw it.
+      best_f: its fitness as told (``+inf`` before any finite value).
+      best_evals: value of ``evals`` when ``best_f`` was found.
+      sigma0: initial step size (for ``tolupsigma`` and ``tolfacupx``).
+      history: `FitnessHistory` for the termination criteria.
+
+    States keep the NamedTuple conveniences the code and users rely on: ``_replace``,
+    ``_asdict`` and ``_fields``.
+    """
+
+    mean: Array
+    sigma: Array
+    params: Any
+    generation: Array
+    evals: Array
+    best_x: Array
+    best_f: Array
+    best_evals: Array
+    sigma0: Array
+    history: FitnessHistory
+
+    _fields = ()  # set for each state class by `pytree_state`
+
+    def _replace(self: S, **changes: Any) -> S:
+        """A copy with the given fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def _asdict(self) -> dict[str, Any]:
+        """The fields as a dict (shallow)."""
+        return {name: getattr(self, name) for name in self._fields}
+
+
+T = TypeVar("T", bound=type)
+
+
+def pytree_state(cls: T) -> T:
+    """Register a frozen dataclass state as a JAX pytree whose leaves are all its fields."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    cls._fields = names  # type: ignore[attr-defined]
+    return jax.tree_util.register_dataclass(cls, data_fields=list(names), meta_fields=[])
+
+
+def start_point(x0: Any, sigma0: Any = None, num_dims: int | None = None) -> Array:
+    """`x0` as the run's mean: its own dtype if floating, else JAX's default float.
+
+    With `num_dims` (and `sigma0`), ``init``'s checks come first: `x0` a finite vector
+    ``(n,)``, `sigma0` a finite scalar ``> 0`` (values where concrete).
+    """
+    if num_dims is not None:
+        check_vector("x0", x0, num_dims)
+        check_positive_scalar("sigma0", sigma0)
     x0 = jnp.asarray(x0)
     dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
     return x0.astype(dtype)
@@ -39,6 +104,30 @@ def initial_progress(x0: Array, sigma0: Any, num_dims: int, popsize: int) -> dic
         best_evals=i0,
         sigma0=jnp.asarray(sigma0, x0.dtype),
         history=init_history(num_dims, popsize, x0.dtype),
+    )
+
+
+def initial_fields(
+    x0: Any, sigma0: Any, params: Any, num_dims: int, popsize: int
+) -> dict[str, Any]:
+    """The `RunState` fields a run starts with, after ``init``'s checks of x0 and sigma0.
+
+    ``mean`` is `x0` as `start_point` makes it; ``sigma`` and every floating field of
+    `params` take its dtype (integer fields, like ``popsize``, keep theirs); the progress
+    fields are those of `initial_progress`.
+    """
+    x0 = start_point(x0, sigma0, num_dims)
+    dtype = x0.dtype
+
+    def cast(p: Any) -> Array:
+        p = jnp.asarray(p)
+        return p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p
+
+    return dict(
+        mean=x0,
+        sigma=jnp.asarray(sigma0, dtype),
+        params=jax.tree.map(cast, params),
+        **initial_progress(x0, sigma0, num_dims, popsize),
     )
 
 
@@ -78,4 +167,12 @@ def update_best(
     )
 
 
-__all__ = ["initial_progress", "next_progress", "start_point", "update_best"]
+__all__ = [
+    "RunState",
+    "initial_fields",
+    "initial_progress",
+    "next_progress",
+    "pytree_state",
+    "start_point",
+    "update_best",
+]

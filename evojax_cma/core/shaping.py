@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from evojax_cma.core.validation import check_population
+
 
 def effective_fitness(fitness: Array) -> Array:
     """Map non-finite fitness values to ``+inf`` so that they sort last."""
@@ -49,6 +51,41 @@ def rank_order(fitness: Array) -> tuple[Array, Array]:
     eff = effective_fitness(fitness)
     order = jnp.argsort(eff, stable=True)
     return order, eff[order]
+
+
+def rank_population(
+    population: Any, fitness: Any, mean: Array, popsize: Any = None
+) -> tuple[Array, Array, Array, Array]:
+    """Check a told population and its fitness, make them safe to learn from, rank them.
+
+    The one home of the non-finite rule for ``tell``: a row with a non-finite coordinate
+    (a failed simulation, an overflow) gets NaN fitness and is replaced by the `mean`, so
+    that it ranks last and every update term it enters is zero (a zero weight times NaN
+    would still be NaN). Non-finite fitness ranks last (`rank_order`).
+
+    Args:
+      population: ``(rows, n)`` points as evaluated.
+      fitness: ``(rows,)`` their values (minimised).
+      mean: ``(n,)`` the state's mean; its dtype is the state's.
+      popsize: the rows in use, where only the first ones form the generation (may be
+        traced); the others rank after all, as non-finite values do.
+
+    Returns:
+      ``(population, fitness, order, sorted_fitness)``: the safe population and fitness
+      in the state's dtype, and `rank_order` of the fitness.
+    """
+    rows = np.shape(population)[0] if np.ndim(population) == 2 else -1
+    check_population("population", population, (rows, mean.shape[-1]))
+    check_population("fitness", fitness, (rows,))
+    population = jnp.asarray(population, mean.dtype)
+    fitness = jnp.asarray(fitness, mean.dtype)
+    finite_row = jnp.all(jnp.isfinite(population), axis=1)
+    fitness = jnp.where(finite_row, fitness, jnp.nan)
+    if popsize is not None:
+        fitness = jnp.where(jnp.arange(rows) < popsize, fitness, jnp.nan)
+    population = jnp.where(finite_row[:, None], population, mean[None, :])
+    order, f_sorted = rank_order(fitness)
+    return population, fitness, order, f_sorted
 
 
 def ranks(fitness: Array) -> Array:
@@ -162,4 +199,5 @@ def mueff_of(weights: Any, xp: Any = np) -> Any:
 
 # The CMA family's other shared pieces (negative weights of Eqs. 50-53, E||N||, default
 # popsize, evolution paths) are in `evojax_cma.strategies.cma_family`; the two functions
-# above stay in the core because `cma_utilities` and `evojax_cma.core.penalty` need them.
+# above stay in the core because `cma_utilities` and `evojax_cma.transforms.bound_penalty`
+# need them.

@@ -41,7 +41,7 @@ class Strategy(NamedTuple):
       default_params: ``(**overrides) -> params``: the strategy's default hyperparameters,
         with what depends on an overridden field re-derived (traced values allowed).
       init: ``(key, x0, sigma0, params=None) -> state``.
-      ask: ``(key, state, *, active=True) -> (population, state)``; ``population`` has
+      ask: ``(key, state, *, running=True) -> (population, state)``; ``population`` has
         shape ``(popsize, num_dims)``. A batched driver passes ``running=False`` for runs
         that have finished so that they never trigger work for the whole batch.
       tell: ``(state, population, fitness) -> state`` for fitness of shape ``(popsize,)``.
@@ -62,15 +62,17 @@ class Strategy(NamedTuple):
         instead of being guessed from its fields.
 
     Two strategies compare equal (and hash alike) when their name, dimension, popsize,
-    chunk size and static options are equal: a strategy built twice with the same
-    arguments is the same static argument to ``jit``, so nothing recompiles.
+    chunk size, static options and the definitions of their functions (module and
+    qualified name) are equal: a strategy built twice with the same arguments is the same
+    static argument to ``jit``, so nothing recompiles, while ``_replace(tell=...)`` with
+    another function gives a different strategy.
     """
 
     name: str
     num_dims: int
     popsize: int
     options: tuple[tuple[str, Any], ...]
-    default_params: Callable[[], Any]
+    default_params: Callable[..., Any]
     init: Callable[..., Any]
     ask: Callable[..., Any]
     tell: Callable[..., Any]
@@ -83,7 +85,8 @@ class Strategy(NamedTuple):
     capabilities: frozenset[str] = frozenset()
 
     def _identity(self) -> tuple[Any, ...]:
-        return (self.name, self.num_dims, self.popsize, self.chunk_size, self.options)
+        functions = tuple(_function_identity(getattr(self, f)) for f in _FUNCTION_FIELDS)
+        return (self.name, self.num_dims, self.popsize, self.chunk_size, self.options, functions)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Strategy) and self._identity() == other._identity()
@@ -93,3 +96,61 @@ class Strategy(NamedTuple):
 
     def __hash__(self) -> int:
         return hash(self._identity())
+
+
+_FUNCTION_FIELDS = ("default_params", "init", "ask", "tell", "stop", "stop_options")
+_FUNCTION_FIELDS += ("ask_chunk", "tell_keyed", "summary")
+
+
+def _function_identity(fn: Any) -> Any:
+    """Where a function is defined (module, qualified name), through ``functools.partial``."""
+    if fn is None:
+        return None
+    while hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
+        fn = fn.func
+    return (getattr(fn, "__module__", None), getattr(fn, "__qualname__", repr(type(fn))))
+
+
+def build_strategy(
+    name: str,
+    num_dims: int,
+    popsize: int,
+    options: dict[str, Any],
+    stop_defaults: dict[str, Any],
+    functions: dict[str, Callable[..., Any]],
+    capabilities: set[str] | frozenset[str],
+    *,
+    popsize_of: Callable[[Any], Any] | None = None,
+    chunk_size: int | None = None,
+) -> Strategy:
+    """A `Strategy` from a factory's pieces, with pycma's termination wired in.
+
+    Args:
+      name: the strategy's short name.
+      num_dims: n.
+      popsize: rows of ``ask``'s population.
+      options: the static settings (with `stop_defaults`, they make the strategy's
+        identity: list every setting that changes its behaviour).
+      stop_defaults: the strategy's own default thresholds (pycma names).
+      functions: ``default_params``, ``init``, ``ask``, ``tell``, ``summary`` (and, for
+        chunked strategies, ``ask_chunk`` and ``tell_keyed``).
+      capabilities: what the state offers (the constants of this module).
+      popsize_of: the (possibly traced) λ of a state, where it is a parameter.
+      chunk_size: rows per chunk, for chunked strategies.
+    """
+    from evojax_cma.core.termination import make_stop_functions  # noqa: PLC0415
+
+    stop_options, stop = make_stop_functions(
+        num_dims, popsize, stop_defaults, functions["summary"], popsize_of
+    )
+    return Strategy(
+        name=name,
+        num_dims=num_dims,
+        popsize=popsize,
+        options=tuple(sorted({**options, **stop_defaults}.items())),
+        stop=stop,
+        stop_options=stop_options,
+        chunk_size=chunk_size,
+        capabilities=frozenset(capabilities),
+        **functions,
+    )

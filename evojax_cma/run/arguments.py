@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evojax_cma.core.validation import check_vector, is_concrete
+from evojax_cma.run.step import Problem
 from evojax_cma.transforms.base import Pipeline, Transform, chain
 from evojax_cma.transforms.bound_penalty import bound_penalty
 from evojax_cma.transforms.constraints import augmented_lagrangian
@@ -69,6 +70,11 @@ def build_pipeline(
             "encoding must be an evojax_cma transformation (scaling, log_scale, "
             f"bound_transform, chain(...)), got {type(encoding).__name__}"
         )
+    if encoding is not None and chain(encoding).stateful:
+        raise ValueError(
+            "encoding takes stateless transformations (scaling, log_scale, bound_transform); "
+            "pass bounds=, constraints= and noise_handling= for the others"
+        )
     box = None
     if bounds is not None:
         if not isinstance(bounds, tuple | list) or len(bounds) != 2:
@@ -80,6 +86,41 @@ def build_pipeline(
     pipeline = chain(encoding, box, noise, al)
     pipeline.check(num_dims)
     return pipeline
+
+
+def problem_and_pipeline(
+    strategy: Any,
+    fn: Callable[..., Any],
+    x0: Any,
+    *,
+    batched: bool,
+    keyed: bool,
+    constraints: Callable[..., Any] | None,
+    bounds: Any,
+    bound_handler: str,
+    encoding: Transform | Pipeline | None,
+    noise_handling: Any,
+) -> tuple[Problem, Pipeline]:
+    """The JAX drivers' `Problem` and `Pipeline` from their keywords, checked.
+
+    `x0` is the concrete start point where known (the constraints are tried there), else
+    None. Raises what `build_pipeline` and `count_constraints` raise, and a `ValueError`
+    when a transformation needs a capability the strategy lacks.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    n = strategy.num_dims
+    m = 0 if constraints is None else count_constraints(constraints, n, batched, x0)
+    pipeline = build_pipeline(
+        n,
+        bounds=bounds,
+        bound_handler=bound_handler,
+        encoding=encoding,
+        noise_handling=noise_handling,
+        num_constraints=m,
+    )
+    pipeline.check_strategy(strategy)
+    return Problem(fn, bool(batched), bool(keyed), constraints), pipeline
 
 
 def _noise_handler(noise_handling: Any) -> NoiseHandler | None:
@@ -166,4 +207,5 @@ __all__ = [
     "check_x0_vector",
     "count_constraints",
     "initial_genotype",
+    "problem_and_pipeline",
 ]

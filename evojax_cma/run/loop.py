@@ -20,13 +20,8 @@ from jax import Array, lax
 from evojax_cma.core.termination import StopOptions
 from evojax_cma.core.types import CHUNKED, Strategy
 from evojax_cma.core.validation import check_positive_scalar
-from evojax_cma.run.arguments import (
-    build_pipeline,
-    check_x0_vector,
-    count_constraints,
-    initial_genotype,
-)
-from evojax_cma.run.step import Problem, chunked_fitness, generation, initial_best
+from evojax_cma.run.arguments import check_x0_vector, initial_genotype, problem_and_pipeline
+from evojax_cma.run.step import chunked_fitness, generation, initial_best
 from evojax_cma.transforms.base import Pipeline, Transform
 from evojax_cma.transforms.noise import NoiseHandler
 
@@ -141,21 +136,20 @@ def minimize(
       >>> bool(res.state.best_f <= 1e-8), ec.stop_reasons(res.stop_flags)
       (True, ['ftarget'])
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    n = strategy.num_dims
-    check_x0_vector(x0, n, "minimize")
+    check_x0_vector(x0, strategy.num_dims, "minimize")
     check_positive_scalar("sigma0", sigma0)
-    m = 0 if constraints is None else count_constraints(constraints, n, batched, x0)
-    pipeline = build_pipeline(
-        n,
+    problem, pipeline = problem_and_pipeline(
+        strategy,
+        fn,
+        x0,
+        batched=batched,
+        keyed=keyed,
+        constraints=constraints,
         bounds=bounds,
         bound_handler=bound_handler,
         encoding=encoding,
         noise_handling=noise_handling,
-        num_constraints=m,
     )
-    pipeline.check_strategy(strategy)
     if options is None or isinstance(options, dict):
         options = strategy.stop_options(**pipeline.stop_defaults(options or {}))
     elif not isinstance(options, StopOptions):
@@ -172,7 +166,6 @@ def minimize(
                 "chunked=True works without bound_handler='penalty', constraints, "
                 "noise_handling and keyed"
             )
-    problem = Problem(fn, bool(batched), bool(keyed), constraints)
     x0 = initial_genotype(pipeline, x0)
     return _minimize(strategy, pipeline, problem, bool(chunked), key, x0, sigma0, params, options)
 

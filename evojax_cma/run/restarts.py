@@ -17,6 +17,7 @@ than ``max_popsize`` are not started (the schedule ends as if ``restarts`` were 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -35,11 +36,10 @@ from evojax_cma.core.validation import (
     is_concrete,
 )
 from evojax_cma.run.arguments import (
-    build_pipeline,
     check_x0_function,
     check_x0_vector,
-    count_constraints,
     initial_genotype,
+    problem_and_pipeline,
 )
 from evojax_cma.run.schedule import (
     ENDS_ALL,
@@ -48,7 +48,7 @@ from evojax_cma.run.schedule import (
     restart_config,
     run_stop_options,
 )
-from evojax_cma.run.step import Problem, generation, initial_best
+from evojax_cma.run.step import generation, initial_best
 from evojax_cma.strategies.cma_es import cma_es
 from evojax_cma.transforms.base import Pipeline, Transform
 from evojax_cma.transforms.noise import NoiseHandler
@@ -147,26 +147,37 @@ def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigm
     )
 
 
-def uniform_x0(lower: Any, upper: Any) -> Callable[[Array], Array]:
-    """An ``x0`` for `minimize_restarts`: each run starts uniformly at random in the box.
+@dataclasses.dataclass(frozen=True)
+class UniformX0:
+    """A uniform draw from the box ``[lower, upper]`` (a value: equal boxes compare equal)."""
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+
+    def __call__(self, key: Array) -> Array:
+        """A uniform point of the box."""
+        lower = jnp.asarray(self.lower, jnp.result_type(float))
+        return jax.random.uniform(key, lower.shape, lower.dtype, lower, jnp.asarray(self.upper))
+
+
+def uniform_x0(lower: Any, upper: Any) -> UniformX0:
+    """An ``x0`` for every driver: each run starts uniformly at random in the box.
+
+    Equal boxes give equal values, so a new ``uniform_x0`` of the same box does not
+    recompile `minimize_restarts`.
 
     Args:
       lower: vector ``(n,)`` of lower bounds.
       upper: vector ``(n,)`` of upper bounds, ``> lower``.
     """
-    lower, upper = jnp.asarray(lower, float), jnp.asarray(upper, float)
-    if lower.ndim != 1 or lower.shape != upper.shape:
+    lo, hi = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    if lo.ndim != 1 or lo.shape != hi.shape:
         raise ValueError(
-            f"lower and upper must be vectors of one shape, got {lower.shape} and {upper.shape}"
+            f"lower and upper must be vectors of one shape, got {lo.shape} and {hi.shape}"
         )
-    if not bool(jnp.all(lower < upper)):
+    if not bool(np.all(lo < hi)):
         raise ValueError("lower must be < upper in every coordinate")
-
-    def draw(key: Array) -> Array:
-        """A uniform point of the box."""
-        return jax.random.uniform(key, lower.shape, lower.dtype, lower, upper)
-
-    return draw
+    return UniformX0(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
 
 
 def minimize_restarts(
@@ -253,23 +264,22 @@ def minimize_restarts(
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
-    m = 0
-    if constraints is not None:
-        m = count_constraints(constraints, n, batched, None if x0_fn is not None else x0)
-    pipeline = build_pipeline(
-        n,
+    problem, pipeline = problem_and_pipeline(
+        strategy,
+        fn,
+        None if x0_fn is not None else x0,
+        batched=batched,
+        keyed=keyed,
+        constraints=constraints,
         bounds=bounds,
         bound_handler=bound_handler,
         encoding=encoding,
         noise_handling=noise_handling,
-        num_constraints=m,
     )
-    pipeline.check_strategy(strategy)
     options = pipeline.stop_defaults(options)
     overrides = {k: jnp.asarray(v) for k, v in options.items()}
     if x0_fn is None:
         x0 = initial_genotype(pipeline, x0)
-    problem = Problem(fn, bool(batched), bool(keyed), constraints)
     return _minimize_restarts(
         strategy, pipeline, problem, x0_fn, config, key, x0, sigma0, overrides
     )

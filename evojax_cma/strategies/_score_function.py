@@ -11,44 +11,31 @@ with the noise regenerated chunk by chunk), best-point bookkeeping
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 from jax import Array
 
 from evojax_cma.core import progress, termination, validation
 from evojax_cma.core.gaussian import NoisePlan, all_noise, noise_chunk, utility_sums
-from evojax_cma.core.shaping import rank_order
-from evojax_cma.core.types import Strategy
+from evojax_cma.core.shaping import rank_order, rank_population
+from evojax_cma.core.types import Strategy, build_strategy
 
 
-class GaussianState(NamedTuple):
+@progress.pytree_state
+@dataclasses.dataclass(frozen=True, eq=False)
+class GaussianState(progress.RunState):
     """State of a score-function strategy (`evojax_cma.open_es`, `evojax_cma.variational`).
 
     Attributes:
-      mean: distribution mean (the solution being trained).
       sigma: standard deviation, a scalar (OpenAI-ES) or one per coordinate (variational).
       opt_state: the optax state(s).
-      generation: number of completed ``tell`` calls.
-      evals: number of evaluations told so far.
-      best_x, best_f, best_evals: best point seen, its fitness, and ``evals`` then.
-      sigma0: initial σ (scalar).
-      history: `FitnessHistory` for the termination criteria.
       params: the strategy's params.
     """
 
-    mean: Array
-    sigma: Array
     opt_state: Any
-    generation: Array
-    evals: Array
-    best_x: Array
-    best_f: Array
-    best_evals: Array
-    sigma0: Array
-    history: termination.FitnessHistory
-    params: Any
 
 
 Update = Callable[[GaussianState, tuple[Array, ...]], tuple[Array, Array, Any]]
@@ -92,10 +79,8 @@ def score_function_strategy(
     def init(key: Array, x0: Any, sigma0: Any, params: Any = None) -> GaussianState:
         """Start at mean `x0` with step size `sigma0` (`key` is unused)."""
         del key
-        validation.check_vector("x0", x0, n)
-        validation.check_positive_scalar("sigma0", sigma0)
         params = default_params() if params is None else check_params(params)
-        x0 = progress.start_point(x0)
+        x0 = progress.start_point(x0, sigma0, n)
         sigma = init_sigma(jnp.asarray(sigma0, x0.dtype), params)
         return GaussianState(
             mean=x0,
@@ -129,17 +114,22 @@ def score_function_strategy(
             **progress.next_progress(state, best_x, f_sorted),
         )
 
+    def utilities(state: GaussianState, fitness: Array) -> Array:
+        # a non-finite utility (raw shaping of a NaN) would make the whole update NaN
+        u = shaping_fn(fitness).astype(state.mean.dtype)
+        return jnp.where(jnp.isfinite(u), u, 0.0)
+
     def prepare(state: GaussianState, fitness: Any):
         validation.check_population("fitness", fitness, (lam,))
         fitness = jnp.asarray(fitness, state.mean.dtype)
         order, f_sorted = rank_order(fitness)
-        return shaping_fn(fitness).astype(state.mean.dtype), order, f_sorted
+        return utilities(state, fitness), order, f_sorted
 
     def tell(state: GaussianState, population: Any, fitness: Any) -> GaussianState:
         """Update from the evaluated population: ``ε = (x - m) / σ`` for each point."""
         validation.check_population("population", population, (lam, n))
-        u, order, f_sorted = prepare(state, fitness)
-        population = jnp.asarray(population, state.mean.dtype)
+        population, fitness, order, f_sorted = rank_population(population, fitness, state.mean)
+        u = utilities(state, fitness)
         eps = (population - state.mean[None, :]) / jnp.reshape(state.sigma, (1, -1))
         sums = tuple(u @ phi for phi in features(eps))
         return finish(state, sums, population[order[0]], f_sorted)
@@ -161,21 +151,11 @@ def score_function_strategy(
         scale = jnp.exp(jnp.mean(jnp.log(sigma_vec)))
         return termination.diagonal_summary(state.mean, scale, state.sigma0, sigma_vec / scale)
 
-    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
-    return Strategy(
-        name=name,
-        num_dims=n,
-        popsize=lam,
-        options=tuple(sorted({**options, **stop_defaults}.items())),
-        default_params=default_params,
-        init=init,
-        ask=ask,
-        tell=tell,
-        stop=stop,
-        stop_options=stop_options,
-        ask_chunk=ask_chunk,
-        tell_keyed=tell_keyed,
-        chunk_size=plan.chunk_size,
-        summary=summary,
-        capabilities=capabilities,
+    functions: dict[str, Callable[..., Any]] = dict(
+        default_params=default_params, init=init, ask=ask, tell=tell, summary=summary
+    )
+    functions.update(ask_chunk=ask_chunk, tell_keyed=tell_keyed)
+    options = {"antithetic": plan.antithetic, "chunk_size": plan.chunk_size, **options}
+    return build_strategy(
+        name, n, lam, options, stop_defaults, functions, capabilities, chunk_size=plan.chunk_size
     )

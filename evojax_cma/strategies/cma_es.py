@@ -45,6 +45,7 @@ module-level and the factory only binds them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -57,7 +58,7 @@ from jax import Array
 
 from evojax_cma.core import progress, shaping, termination, validation
 from evojax_cma.core.linalg import refresh_eigensystem
-from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy
+from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
     cumulate,
     default_popsize,
@@ -102,44 +103,30 @@ class CMAParams(NamedTuple):
     popsize: Array
 
 
-class CMAState(NamedTuple):
-    """State of one CMA-ES run (a pytree of arrays).
+@progress.pytree_state
+@dataclasses.dataclass(frozen=True, eq=False)
+class CMAState(progress.RunState):
+    """State of one CMA-ES run.
+
+    Besides mean m, step size σ, the `CMAParams` and the bookkeeping of
+    `evojax_cma.core.progress.RunState`:
 
     Attributes:
-      mean: distribution mean m.
-      sigma: step size σ.
       C: covariance matrix.
       B: eigenvectors of C (columns) at the last decomposition.
       D: square roots of the eigenvalues of C, ascending, at the last decomposition.
       p_sigma: conjugate evolution path for CSA.
       p_c: evolution path for the rank-one update.
-      generation: number of completed ``tell`` calls.
-      evals: number of evaluations told so far.
       eigen_generation: value of ``generation`` at the last decomposition.
-      best_x: best point seen (among finite fitness values).
-      best_f: its fitness (``+inf`` before any finite value).
-      best_evals: value of ``evals`` when ``best_f`` was found.
-      sigma0: initial step size (for ``tolupsigma`` and ``tolfacupx``).
-      history: `FitnessHistory` for the termination criteria.
       params: the `CMAParams` of this run.
     """
 
-    mean: Array
-    sigma: Array
     C: Array
     B: Array
     D: Array
     p_sigma: Array
     p_c: Array
-    generation: Array
-    evals: Array
     eigen_generation: Array
-    best_x: Array
-    best_f: Array
-    best_evals: Array
-    sigma0: Array
-    history: termination.FitnessHistory
-    params: CMAParams
 
 
 def default_constants(
@@ -282,34 +269,28 @@ def _init(
     """
     del key
     n, cap = setup.num_dims, setup.capacity
-    validation.check_vector("x0", x0, n)
-    validation.check_positive_scalar("sigma0", sigma0)
     if params is None:
         params = _default_params(setup)
     validation.check_named_tuple(params, CMAParams, {"weights": (cap,)})
     size = params.popsize
     if validation.is_concrete(size) and np.ndim(size) == 0 and not 2 <= int(size) <= cap:
         raise ValueError(f"params.popsize must be in [2, {cap}], got {int(size)}")
-    x0 = progress.start_point(x0)
-    dtype = x0.dtype
-    popsize = jnp.asarray(params.popsize, jnp.int32)
-    params = CMAParams(*(jnp.asarray(p, dtype) for p in params))._replace(popsize=popsize)
+    params = params._replace(popsize=jnp.asarray(params.popsize, jnp.int32))
+    fields = progress.initial_fields(x0, sigma0, params, n, setup.popsize)
+    dtype = fields["mean"].dtype
     if setup.preset == "pycma":
         diag = jnp.asarray(np.exp(1e-4 * np.arange(n) / n), dtype)
     else:
         diag = jnp.ones(n, dtype)
     zero = jnp.zeros(n, dtype)
     return CMAState(
-        mean=x0,
-        sigma=jnp.asarray(sigma0, dtype),
         C=jnp.diag(diag),
         B=jnp.eye(n, dtype=dtype),
         D=jnp.sqrt(diag),
         p_sigma=zero,
         p_c=zero,
         eigen_generation=jnp.asarray(0, jnp.int32),
-        params=params,
-        **progress.initial_progress(x0, sigma0, n, setup.popsize),
+        **fields,
     )
 
 
@@ -339,14 +320,11 @@ def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAS
     """
     n, cap = setup.num_dims, setup.capacity
     validation.check_population("population", population, (cap, n))
-    validation.check_population("fitness", fitness, (cap,))
     p = state.params
-    dtype = state.mean.dtype
-    population = jnp.asarray(population, dtype)
-    fitness = jnp.asarray(fitness, dtype)
     # Rows from params.popsize on are padding: they rank after all others (weight 0).
-    fitness = jnp.where(jnp.arange(cap) < p.popsize, fitness, jnp.nan)
-    order, f_sorted = shaping.rank_order(fitness)
+    population, _, order, f_sorted = shaping.rank_population(
+        population, fitness, state.mean, p.popsize
+    )
     y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
     w = p.weights
     y_w = jnp.maximum(w, 0.0) @ y  # Eq. (41)
@@ -475,21 +453,14 @@ def cma_es(
         raise TypeError(f"active must be a bool, got {active!r}")
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
     setup = _Setup(n, lam, cap, preset, active)
-    stop_options, stop = termination.make_stop_functions(
-        n, lam, stop_defaults, summary, lambda state: state.params.popsize
-    )
-    options = {"preset": preset, "active": active, "popsize": lam, "max_popsize": cap}
-    return Strategy(
-        name="cma_es",
-        num_dims=n,
-        popsize=cap,
-        options=tuple(sorted({**options, **stop_defaults}.items())),
-        default_params=_bind(_default_params, setup),
-        init=_bind(_init, setup),
-        ask=_bind(_ask, setup),
-        tell=_bind(_tell, setup),
-        stop=stop,
-        stop_options=stop_options,
-        summary=summary,
-        capabilities=frozenset({COVARIANCE, WEIGHTED, MASKED_POPSIZE}),
+    functions = {f.__name__[1:]: _bind(f, setup) for f in (_default_params, _init, _ask, _tell)}
+    return build_strategy(
+        "cma_es",
+        n,
+        cap,
+        {"preset": preset, "active": active, "popsize": lam, "max_popsize": cap},
+        stop_defaults,
+        {**functions, "summary": summary},
+        {COVARIANCE, WEIGHTED, MASKED_POPSIZE},
+        popsize_of=lambda state: state.params.popsize,
     )

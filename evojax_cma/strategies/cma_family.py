@@ -6,7 +6,7 @@ NUTS reuses HMC. Equation numbers refer to Hansen's tutorial (arXiv:1604.00772).
 
 Weights: `cma_raw_weights` (Eq. 49) and `mueff_of` (Eq. 8) live in
 `evojax_cma.core.shaping`, because the core needs them without importing strategies
-(``shaping.cma_utilities`` ranks by them and ``core.penalty`` reads μ_eff); they are
+(``shaping.cma_utilities`` ranks by them and ``transforms.bound_penalty`` reads μ_eff); they are
 re-exported here so that the family's pieces have one address. `finalize_negative_weights`
 (Eqs. 50-53) and `expected_norm` are the family's own.
 

@@ -24,6 +24,7 @@ diagonal of the implied covariance is not formed).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -32,7 +33,7 @@ import numpy as np
 from jax import Array, lax
 
 from evojax_cma.core import progress, shaping, termination, validation
-from evojax_cma.core.types import WEIGHTED, Strategy
+from evojax_cma.core.types import WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import cma_raw_weights, default_popsize
 
 
@@ -54,30 +55,19 @@ class LMMAParams(NamedTuple):
     c_c: Array
 
 
-class LMMAState(NamedTuple):
-    """State of one LM-MA-ES run.
+@progress.pytree_state
+@dataclasses.dataclass(frozen=True, eq=False)
+class LMMAState(progress.RunState):
+    """State of one LM-MA-ES run; ``params`` are `LMMAParams`, the rest as in `RunState`.
 
     Attributes:
-      mean: distribution mean.
-      sigma: step size.
       p_sigma: evolution path of the step size.
       M: ``(m, n)`` direction vectors.
-      generation, evals, best_x, best_f, best_evals, sigma0, history, params: as in
-        `evojax_cma.CMAState`.
+      params: the `LMMAParams` of this run.
     """
 
-    mean: Array
-    sigma: Array
     p_sigma: Array
     M: Array
-    generation: Array
-    evals: Array
-    best_x: Array
-    best_f: Array
-    best_evals: Array
-    sigma0: Array
-    history: termination.FitnessHistory
-    params: LMMAParams
 
 
 def lm_ma_es(
@@ -137,23 +127,12 @@ def lm_ma_es(
     def init(key: Array, x0: Any, sigma0: Any, params: LMMAParams | None = None) -> LMMAState:
         """Start at `x0` with step size `sigma0` and no directions (`key` is unused)."""
         del key
-        validation.check_vector("x0", x0, n)
-        validation.check_positive_scalar("sigma0", sigma0)
-        if params is None:
-            params = default_params()
-        else:
-            array_shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
-            validation.check_named_tuple(params, LMMAParams, array_shapes)
-        x0 = progress.start_point(x0)
-        dtype = x0.dtype
-        return LMMAState(
-            mean=x0,
-            sigma=jnp.asarray(sigma0, dtype),
-            p_sigma=jnp.zeros(n, dtype),
-            M=jnp.zeros((m, n), dtype),
-            params=LMMAParams(*(jnp.asarray(p, dtype) for p in params)),
-            **progress.initial_progress(x0, sigma0, n, lam),
-        )
+        shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
+        params = default_params() if params is None else params
+        validation.check_named_tuple(params, LMMAParams, shapes)
+        fields = progress.initial_fields(x0, sigma0, params, n, lam)
+        dtype = fields["mean"].dtype
+        return LMMAState(p_sigma=jnp.zeros(n, dtype), M=jnp.zeros((m, n), dtype), **fields)
 
     def active_rates(state: LMMAState) -> Array:
         # Alg. 1, line 7: only the first min(t, m) transformations are applied.
@@ -195,11 +174,8 @@ def lm_ma_es(
     def tell(state: LMMAState, population: Any, fitness: Any) -> LMMAState:
         """Update mean, paths, directions and σ (Alg. 1, lines 10-14)."""
         validation.check_population("population", population, (lam, n))
-        validation.check_population("fitness", fitness, (lam,))
         p = state.params
-        dtype = state.mean.dtype
-        population = jnp.asarray(population, dtype)
-        order, f_sorted = shaping.rank_order(jnp.asarray(fitness, dtype))
+        population, _, order, f_sorted = shaping.rank_population(population, fitness, state.mean)
         d = (population[order] - state.mean[None, :]) / state.sigma
         z = chain(state, d, inverse=True)
         w = p.weights
@@ -227,18 +203,5 @@ def lm_ma_es(
         ones = jnp.ones(n, state.mean.dtype)
         return termination.diagonal_summary(state.mean, state.sigma, state.sigma0, ones)
 
-    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
-    return Strategy(
-        name="lm_ma_es",
-        num_dims=n,
-        popsize=lam,
-        options=tuple(sorted({"memory": m, **stop_defaults}.items())),
-        default_params=default_params,
-        init=init,
-        ask=ask,
-        tell=tell,
-        stop=stop,
-        stop_options=stop_options,
-        summary=summary,
-        capabilities=frozenset({WEIGHTED}),
-    )
+    functions = dict(default_params=default_params, init=init, ask=ask, tell=tell, summary=summary)
+    return build_strategy("lm_ma_es", n, lam, {"memory": m}, stop_defaults, functions, {WEIGHTED})

@@ -164,8 +164,6 @@ def open_es(
         init_sigma=lambda s0, params: s0,
         init_opt=lambda mean, sigma, params: spec.build(params.optimizer or None).init(mean),
         options=dict(
-            antithetic=antithetic,
-            chunk_size=plan.chunk_size,
             shaping=shaping,
             optimizer=optimizer,
             learning_rate=learning_rate,

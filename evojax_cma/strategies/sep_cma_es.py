@@ -35,6 +35,7 @@ The ``"cmaes"`` preset reproduces the `cmaes` package's ``SepCMA`` (0.13) update
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -44,7 +45,7 @@ import numpy as np
 from jax import Array
 
 from evojax_cma.core import progress, shaping, termination, validation
-from evojax_cma.core.types import DIAGONAL, WEIGHTED, Strategy
+from evojax_cma.core.types import DIAGONAL, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
     cumulate,
     default_popsize,
@@ -73,31 +74,20 @@ class SepCMAParams(NamedTuple):
     max_log_sigma_change: Array
 
 
-class SepCMAState(NamedTuple):
-    """State of one sep-CMA-ES run.
+@progress.pytree_state
+@dataclasses.dataclass(frozen=True, eq=False)
+class SepCMAState(progress.RunState):
+    """State of one sep-CMA-ES run (mean, σ, `SepCMAParams` and bookkeeping: see `RunState`).
 
     Attributes:
-      mean: distribution mean m.
-      sigma: step size σ.
       C: the diagonal of the covariance matrix, shape ``(n,)``.
       p_sigma, p_c: evolution paths (Eqs. 43, 45).
-      generation, evals, best_x, best_f, best_evals, sigma0, history, params: as in
-        `evojax_cma.CMAState`.
+      params: the `SepCMAParams` of this run.
     """
 
-    mean: Array
-    sigma: Array
     C: Array
     p_sigma: Array
     p_c: Array
-    generation: Array
-    evals: Array
-    best_x: Array
-    best_f: Array
-    best_evals: Array
-    sigma0: Array
-    history: termination.FitnessHistory
-    params: SepCMAParams
 
 
 def sep_default_constants(
@@ -196,23 +186,11 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
     def init(key: Array, x0: Any, sigma0: Any, params: SepCMAParams | None = None) -> SepCMAState:
         """Start at mean `x0` with step size `sigma0` and C = I (`key` is unused)."""
         del key
-        validation.check_vector("x0", x0, n)
-        validation.check_positive_scalar("sigma0", sigma0)
-        if params is None:
-            params = default_params()
-        else:
-            validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
-        x0 = progress.start_point(x0)
-        dtype = x0.dtype
-        return SepCMAState(
-            mean=x0,
-            sigma=jnp.asarray(sigma0, dtype),
-            C=jnp.ones(n, dtype),
-            p_sigma=jnp.zeros(n, dtype),
-            p_c=jnp.zeros(n, dtype),
-            params=SepCMAParams(*(jnp.asarray(p, dtype) for p in params)),
-            **progress.initial_progress(x0, sigma0, n, lam),
-        )
+        params = default_params() if params is None else params
+        validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
+        fields = progress.initial_fields(x0, sigma0, params, n, lam)
+        zero = jnp.zeros(n, fields["mean"].dtype)
+        return SepCMAState(C=jnp.ones_like(zero), p_sigma=zero, p_c=zero, **fields)
 
     def ask(key: Array, state: SepCMAState, *, running: Any = True) -> tuple[Array, SepCMAState]:
         """Sample λ points ``m + σ sqrt(c) ⊙ z`` (Eqs. 38-40 with a diagonal C)."""
@@ -223,11 +201,8 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
     def tell(state: SepCMAState, population: Any, fitness: Any) -> SepCMAState:
         """Update mean, paths, σ and the diagonal of C from the evaluated population."""
         validation.check_population("population", population, (lam, n))
-        validation.check_population("fitness", fitness, (lam,))
         p = state.params
-        dtype = state.mean.dtype
-        population = jnp.asarray(population, dtype)
-        order, f_sorted = shaping.rank_order(jnp.asarray(fitness, dtype))
+        population, _, order, f_sorted = shaping.rank_population(population, fitness, state.mean)
         y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = jnp.maximum(p.weights, 0.0)
         y_w = w @ y  # Eq. (41)
@@ -266,18 +241,8 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
             state.mean, state.sigma, state.sigma0, jnp.sqrt(state.C), state.p_c
         )
 
-    stop_options, stop = termination.make_stop_functions(n, lam, stop_defaults, summary)
-    return Strategy(
-        name="sep_cma_es",
-        num_dims=n,
-        popsize=lam,
-        options=tuple(sorted({"preset": preset, **stop_defaults}.items())),
-        default_params=default_params,
-        init=init,
-        ask=ask,
-        tell=tell,
-        stop=stop,
-        stop_options=stop_options,
-        summary=summary,
-        capabilities=frozenset({DIAGONAL, WEIGHTED}),
+    functions = dict(default_params=default_params, init=init, ask=ask, tell=tell, summary=summary)
+    options = {"preset": preset}
+    return build_strategy(
+        "sep_cma_es", n, lam, options, stop_defaults, functions, {DIAGONAL, WEIGHTED}
     )

@@ -189,8 +189,6 @@ def variational(
         init_sigma=lambda s0, params: jnp.full((n,), s0),
         init_opt=init_opt,
         options=dict(
-            antithetic=antithetic,
-            chunk_size=plan.chunk_size,
             shaping=shaping,
             optimizer=optimizer,
             learning_rate=learning_rate,

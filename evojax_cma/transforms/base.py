@@ -150,12 +150,22 @@ class Pipeline:
             t.check(num_dims)
 
     def check_strategy(self, strategy: types.Strategy) -> None:
-        """Raise a `ValueError` when a transformation needs what the strategy lacks."""
+        """Raise a `ValueError` when a transformation needs what the strategy lacks.
+
+        Raises:
+          TypeError: a strategy without ``summary`` (every driver reads it).
+        """
+        if strategy.summary is None:
+            raise TypeError(
+                f"strategy {strategy.name!r} declares no summary(state); build it with "
+                "evojax_cma.core.types.build_strategy"
+            )
         for t in self.transforms:
             if not t.requires <= strategy.capabilities:
                 raise ValueError(
-                    f"{type(t).__name__} needs a CMA-family strategy (cma_es, sep_cma_es: "
-                    f"capabilities {sorted(t.requires)}); {strategy.name!r} declares "
+                    f"{type(t).__name__} needs a CMA-family strategy with weighted "
+                    f"recombination (cma_es, sep_cma_es, lm_ma_es: capabilities "
+                    f"{sorted(t.requires)}); {strategy.name!r} declares "
                     f"{sorted(strategy.capabilities)}"
                 )
 
@@ -249,6 +259,13 @@ def chain(*transforms: Transform | Pipeline | None) -> Pipeline:
         if isinstance(t, Pipeline):
             flat.extend(t.transforms)
         elif isinstance(t, Transform):
+            params = type(t).__dict__.get("__dataclass_params__")
+            if params is None or not params.frozen:
+                raise TypeError(
+                    f"{type(t).__name__} must be a frozen dataclass "
+                    "(@dataclasses.dataclass(frozen=True)) so that equal settings compare "
+                    "equal and different ones do not"
+                )
             flat.append(t)
         else:
             raise TypeError(
