@@ -11,7 +11,11 @@ from evojax_cma.core.types import (
     Strategy,
 )
 from evojax_cma.run import (
+    FminCheckpoint,
+    FminError,
     FminResult,
+    FminTypeError,
+    FminValueError,
     RestartResult,
     RunResult,
     chunked_fitness,
@@ -51,7 +55,11 @@ __all__ = [
     "CMAState",
     "SepCMAParams",
     "SepCMAState",
+    "FminCheckpoint",
+    "FminError",
     "FminResult",
+    "FminTypeError",
+    "FminValueError",
     "GaussianState",
     "OpenESParams",
     "VariationalParams",

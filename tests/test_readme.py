@@ -8,6 +8,7 @@ that this runs in the CI subset.
 import pathlib
 import re
 
+import jax
 import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -24,6 +25,12 @@ def test_the_readme_has_python_blocks():
 
 def test_readme_blocks_run_as_written(capsys):
     namespace: dict = {"__name__": "__readme__"}
+    # a user's session: NumPy-style broadcasting allowed (the suite raises on it elsewhere)
+    with jax.numpy_rank_promotion("allow"):
+        _run_blocks(namespace)
+
+
+def _run_blocks(namespace: dict) -> None:
     for i, block in enumerate(python_blocks(README.read_text())):
         try:
             exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)

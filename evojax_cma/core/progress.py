@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from evojax_cma.core.termination import FitnessHistory, init_history, update_history
-from evojax_cma.core.validation import check_positive_scalar, check_vector
+from evojax_cma.core.validation import check_finite_in, check_sigma0, check_vector, state_dtype
 
 S = TypeVar("S", bound="RunState")
 
@@ -78,15 +78,22 @@ def pytree_state(cls: T) -> T:
 def start_point(x0: Any, sigma0: Any = None, num_dims: int | None = None) -> Array:
     """`x0` as the run's mean: its own dtype if floating, else JAX's default float.
 
-    With `num_dims` (and `sigma0`), ``init``'s checks come first: `x0` a finite vector
-    ``(n,)``, `sigma0` a finite scalar ``> 0`` (values where concrete).
+    With `num_dims` (and `sigma0`), ``init``'s checks come first: `x0` a real vector
+    ``(n,)`` of float32/float64 (or integers) that is finite in the state's dtype, `sigma0`
+    a real scalar ``> 0`` whose square is a normal number of that dtype
+    (`evojax_cma.core.validation.check_sigma0`); values where concrete.
+
+    Raises:
+      TypeError: float16/bfloat16 or complex `x0`, complex `sigma0`.
+      ValueError: shapes, non-finite values (``1e39`` in float32 included), σ0 out of range.
     """
     if num_dims is not None:
         check_vector("x0", x0, num_dims)
-        check_positive_scalar("sigma0", sigma0)
-    x0 = jnp.asarray(x0)
-    dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
-    return x0.astype(dtype)
+        dtype = state_dtype(x0)
+        check_finite_in("x0", x0, dtype)
+        check_sigma0(sigma0, dtype)
+    dtype = state_dtype(x0)
+    return jnp.asarray(x0).astype(dtype)
 
 
 def initial_progress(x0: Array, sigma0: Any, num_dims: int, popsize: int) -> dict[str, Any]:

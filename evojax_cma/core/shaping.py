@@ -2,6 +2,8 @@ r"""Fitness shaping: ranking with a rule for non-finite values, utilities, CMA w
 
 Non-finite fitness rule
 -----------------------
+Fitness is told in the state's dtype; a finite value beyond its range is clipped to
+``±finfo.max`` (`fitness_in`), complex fitness is a `TypeError`.
 A fitness value that is not finite (NaN, :math:`+\infty` or :math:`-\infty`) is ranked
 worse than every finite value, whatever its sign; among themselves, non-finite values keep
 the order of their indices. Ranking is stable: tied values keep the order of their indices,
@@ -29,7 +31,31 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core.validation import check_population
+from evojax_cma.core.validation import check_population, check_real_dtype, is_concrete
+
+
+def fitness_in(fitness: Any, dtype: Any) -> Array:
+    """Told fitness as an array of the state's `dtype`, clipping finite values to its range.
+
+    A finite value beyond the dtype's range (``±1e308`` told to a float32 state) becomes
+    ``±finfo.max`` rather than ``±inf``: it keeps its sign and ranks as the extreme finite
+    value it is, instead of falling under the non-finite rule.
+
+    Raises:
+      TypeError: complex (or non-numeric) fitness, whose imaginary part would be dropped.
+    """
+    check_real_dtype("fitness", fitness)
+    big = float(np.finfo(np.dtype(dtype)).max)
+    if is_concrete(fitness) and not isinstance(fitness, Array):
+        f = np.asarray(fitness)
+        if np.issubdtype(f.dtype, np.floating):
+            with np.errstate(invalid="ignore"):
+                f = np.where(np.isfinite(f), np.clip(f, -big, big), f)
+        return jnp.asarray(f, dtype)
+    f = jnp.asarray(fitness)
+    if jnp.issubdtype(f.dtype, jnp.floating) and jnp.finfo(f.dtype).max > big:
+        f = jnp.where(jnp.isfinite(f), jnp.clip(f, -big, big), f)
+    return f.astype(dtype)
 
 
 def effective_fitness(fitness: Array) -> Array:
@@ -77,8 +103,9 @@ def rank_population(
     rows = np.shape(population)[0] if np.ndim(population) == 2 else -1
     check_population("population", population, (rows, mean.shape[-1]))
     check_population("fitness", fitness, (rows,))
+    check_real_dtype("population", population)
     population = jnp.asarray(population, mean.dtype)
-    fitness = jnp.asarray(fitness, mean.dtype)
+    fitness = fitness_in(fitness, mean.dtype)
     finite_row = jnp.all(jnp.isfinite(population), axis=1)
     fitness = jnp.where(finite_row, fitness, jnp.nan)
     if popsize is not None:

@@ -2,7 +2,7 @@ r"""Termination criteria with pycma's names, defaults and formulas, as jittable 
 
 `StopOptions` holds the thresholds (a pytree of arrays: it can be vmapped like params);
 `FitnessHistory` is the bookkeeping a strategy updates in ``tell``; `stop_flags` returns
-one boolean per criterion, in the order of `STOP_NAMES`. Setting a threshold to 0 turns
+one boolean per criterion, in the order of `CRITERIA`. Setting a threshold to 0 turns
 ``tolupsigma``, ``tolstagnation`` and ``tolconditioncov`` off, as in pycma; ``ftarget``
 (-inf), ``maxfevals`` (inf) and the ``tol*`` values (0) can be moved out of reach.
 
@@ -25,7 +25,18 @@ The formulas, read off pycma 4.5 ``_CMAStopDict._update`` (``n`` dimensions,
 ``tolconditioncov``       ``max(D) > sqrt(tolconditioncov) * min(D)`` (1e14)
 ``noeffectaxis``          adding ``0.1 σ D_i B_i`` leaves the mean unchanged, i = t mod n
 ``noeffectcoord``         adding ``0.2 σ sqrt(C_ii)`` leaves some coordinate unchanged
+``invalid_input``         not an option: the run's input is invalid (below); set before
+                          the first generation, so a driver's loop never starts the run
 ========================  ==============================================================
+
+``invalid_input`` is this library's own flag, the last of `STOP_NAMES`. Drivers check
+concrete input before tracing and raise; a value only known inside the user's own ``jit``
+or ``vmap`` cannot raise, so the state reports it instead: σ0 outside
+``[sqrt(tiny), sqrt(max)]`` of the state's dtype (σ0 <= 0, NaN, inf, or a value whose square
+is not a normal number), a non-finite start point (checked before the first generation), or
+a params value outside the strategy's ranges (`evojax_cma.core.validation.Range`; NaN
+included). Such a run stops at once with this flag alone and its state is the initial one;
+the other runs of a vmapped batch are untouched.
 
 Differences from pycma, all deliberate: ``tolx`` compares ``|p_c|`` (pycma compares the
 signed path, so negative components always pass); the best-f history of ``tolfun`` holds
@@ -40,16 +51,18 @@ memory); the flat-fitness counter is advanced in ``tell`` rather than in ``stop(
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from evojax_cma.core import validation
 from evojax_cma.core.validation import check_options
 
-STOP_NAMES: tuple[str, ...] = (
+CRITERIA: tuple[str, ...] = (
     "ftarget",
     "maxfevals",
     "maxiter",
@@ -64,7 +77,10 @@ STOP_NAMES: tuple[str, ...] = (
     "noeffectaxis",
     "noeffectcoord",
 )
-"""Names of the criteria, in the order of the flags returned by `stop_flags`."""
+"""Names of the termination options (pycma's), in the order of `stop_flags`' flags."""
+
+STOP_NAMES: tuple[str, ...] = (*CRITERIA, "invalid_input")
+"""Names of the flags a strategy's ``stop`` returns: the `CRITERIA`, then ``invalid_input``."""
 
 
 class StopOptions(NamedTuple):
@@ -88,6 +104,28 @@ class StopOptions(NamedTuple):
 def default_tolstagnation(num_dims: int, popsize: int) -> int:
     """Pycma's default ``int(100 + 100 * n**1.5 / popsize)``."""
     return int(100 + 100 * num_dims**1.5 / popsize)
+
+
+def only_maxiter(generations: Any) -> dict[str, Any]:
+    """Options that run exactly `generations` generations: every other criterion off.
+
+    (``invalid_input`` still stops a run with invalid input at once.)
+    """
+    return dict(
+        ftarget=-math.inf,
+        maxfevals=math.inf,
+        maxiter=generations,
+        tolfun=0.0,
+        tolfunhist=0.0,
+        tolflatfitness=math.inf,
+        tolstagnation=0,
+        tolx=0.0,
+        tolfacupx=math.inf,
+        tolupsigma=0.0,
+        tolconditioncov=0.0,
+        noeffectaxis=False,
+        noeffectcoord=False,
+    )
 
 
 def default_stop_options(num_dims: int, popsize: Any) -> dict[str, Any]:
@@ -118,19 +156,50 @@ def make_stop_options(
     """Build `StopOptions` from pycma's defaults and `overrides` (pycma names).
 
     Raises:
-      TypeError: for an option name that is not one of `STOP_NAMES`.
+      TypeError: for an option name that is not one of `CRITERIA`, or a value that is not
+        a real number (``ftarget="abc"``, ``maxiter=None``, a complex number).
+      ValueError: a value that is not a scalar, a concrete NaN, or ``maxiter`` /
+        ``maxfevals`` < 1 (a run makes at least one generation).
     """
-    check_options("termination option(s)", overrides, frozenset(STOP_NAMES))
+    check_options("termination option(s)", overrides, frozenset(CRITERIA))
+    for name, value in overrides.items():
+        check_stop_option(name, value)
     values = default_stop_options(num_dims, popsize)
     values.update(overrides)
     dtype = dtype or jnp.result_type(float)
     fields = {}
-    for name in STOP_NAMES:
+    for name in CRITERIA:
         if name.startswith("noeffect"):
             fields[name] = jnp.asarray(values[name], dtype=bool)
         else:
             fields[name] = jnp.asarray(values[name], dtype=dtype)
     return StopOptions(**fields)
+
+
+def check_stop_option(name: str, value: Any) -> None:
+    """Check one termination option's value before tracing (see `make_stop_options`)."""
+    if (
+        isinstance(value, str)
+        or value is None
+        or not (isinstance(value, numbers.Real) or hasattr(value, "dtype"))
+    ):
+        raise TypeError(
+            f"termination option {name} must be a real number, got {type(value).__name__} {value!r}"
+        )
+    validation.check_real_dtype(f"termination option {name}", value)
+    value = cast(Any, value)
+    if np.ndim(value) != 0:
+        raise ValueError(
+            f"termination option {name} must be a scalar, got shape {np.shape(value)} "
+            "(vmap over StopOptions for one value per run)"
+        )
+    if not validation.is_concrete(value):
+        return
+    v = float(np.asarray(value))
+    if math.isnan(v):
+        raise ValueError(f"termination option {name} must not be NaN")
+    if name in ("maxiter", "maxfevals") and not v >= 1:
+        raise ValueError(f"termination option {name} must be >= 1, got {v}")
 
 
 MAX_STAGNATION_WINDOW = 10_000
@@ -190,7 +259,10 @@ def update_history(
     median_5 = jnp.where(record, hist.median_5.at[slot].set(median), hist.median_5)
     return FitnessHistory(
         recent_best=recent,
-        last_range=sorted_f[lam - 1] - sorted_f[0],
+        # equal ends (all +inf: every value non-finite) have range 0, not inf - inf = NaN
+        last_range=jnp.where(
+            sorted_f[lam - 1] == sorted_f[0], 0.0, sorted_f[lam - 1] - sorted_f[0]
+        ).astype(hist.last_range.dtype),
         flat_count=flat_count.astype(jnp.int32),
         best_5=best_5,
         median_5=median_5,
@@ -249,7 +321,7 @@ def stop_flags(
     best_evals: Array,
     popsize: Any,
 ) -> Array:
-    """One boolean per criterion of `STOP_NAMES`; pure and jittable."""
+    """One boolean per criterion of `CRITERIA`; pure and jittable."""
     n = dist.mean.shape[0]
     dtype = dist.mean.dtype
     it = iteration.astype(dtype)
@@ -297,7 +369,7 @@ def stop_flags(
         noeffectaxis=opts.noeffectaxis & jnp.all(dist.mean == dist.mean + axis_step),
         noeffectcoord=opts.noeffectcoord & jnp.any(dist.mean == dist.mean + 0.2 * scaled_stds),
     )
-    return jnp.stack([jnp.asarray(flags[name], bool) for name in STOP_NAMES])
+    return jnp.stack([jnp.asarray(flags[name], bool) for name in CRITERIA])
 
 
 def make_stop_functions(
@@ -306,6 +378,7 @@ def make_stop_functions(
     defaults: dict[str, Any],
     summary: Callable[[Any], DistributionSummary],
     popsize_of: Callable[[Any], Any] | None = None,
+    params_ok: Callable[[Any], Any] | None = None,
 ) -> tuple[Callable[..., StopOptions], Callable[..., Array]]:
     """Build a strategy's ``stop_options(**overrides)`` and ``stop(state, options=None)``.
 
@@ -317,6 +390,8 @@ def make_stop_functions(
         ``history``, ``generation``, ``evals``, ``best_f`` and ``best_evals``.
       popsize_of: maps a state to its (possibly traced) population size, for strategies
         whose active λ is a parameter (default: `popsize`).
+      params_ok: maps params to a traced boolean, whether they are in range (for
+        ``invalid_input``; default: always).
     """
     make_stop_options(num_dims, popsize, **defaults)  # validate early
 
@@ -325,7 +400,7 @@ def make_stop_functions(
         return make_stop_options(num_dims, popsize, **{**defaults, **overrides})
 
     def stop(state: Any, options: StopOptions | None = None) -> Array:
-        """Flags of the termination criteria (order of `STOP_NAMES`) after a ``tell``."""
+        """Flags of `STOP_NAMES` (the criteria after a ``tell``, and ``invalid_input``)."""
         options = stop_options() if options is None else options
         flags = stop_flags(
             options,
@@ -337,7 +412,13 @@ def make_stop_functions(
             best_evals=state.best_evals,
             popsize=popsize if popsize_of is None else popsize_of(state),
         )
-        return flags & (state.generation > 0)
+        ok = validation.input_ok(state.mean, state.sigma0, state.generation)
+        if params_ok is not None:
+            ok = ok & params_ok(state.params)
+        invalid = ~ok
+        # a run with invalid input reports that alone, from before its first generation
+        flags = flags & (state.generation > 0) & ~invalid
+        return jnp.concatenate([flags, invalid[None]])
 
     return stop_options, stop
 

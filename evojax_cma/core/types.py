@@ -60,6 +60,11 @@ class Strategy(NamedTuple):
       capabilities: what the state offers beyond the interface (`COVARIANCE`,
         `DIAGONAL`, `WEIGHTED`, `MASKED_POPSIZE`, `CHUNKED`), declared by the strategy
         instead of being guessed from its fields.
+      check_params: ``params -> params``: the checks ``init`` makes of user params (type,
+        shapes, and the values of concrete fields against the strategy's ranges, e.g.
+        ``0 < c_sigma < 1``), raising `TypeError`/`ValueError`. The drivers call it before
+        tracing, where ``init`` (inside their ``jit``) would see only shapes; values only
+        known under the user's own ``jit`` are reported as ``invalid_input`` by ``stop``.
 
     Two strategies compare equal (and hash alike) when their name, dimension, popsize,
     chunk size, static options and the definitions of their functions (module and
@@ -83,6 +88,7 @@ class Strategy(NamedTuple):
     chunk_size: int | None = None
     summary: Callable[[Any], Any] | None = None
     capabilities: frozenset[str] = frozenset()
+    check_params: Callable[[Any], Any] | None = None
 
     def _identity(self) -> tuple[Any, ...]:
         functions = tuple(_function_identity(getattr(self, f)) for f in _FUNCTION_FIELDS)
@@ -99,7 +105,7 @@ class Strategy(NamedTuple):
 
 
 _FUNCTION_FIELDS = ("default_params", "init", "ask", "tell", "stop", "stop_options")
-_FUNCTION_FIELDS += ("ask_chunk", "tell_keyed", "summary")
+_FUNCTION_FIELDS += ("ask_chunk", "tell_keyed", "summary", "check_params")
 
 
 def _function_identity(fn: Any) -> Any:
@@ -122,6 +128,7 @@ def build_strategy(
     *,
     popsize_of: Callable[[Any], Any] | None = None,
     chunk_size: int | None = None,
+    params_ok: Callable[[Any], Any] | None = None,
 ) -> Strategy:
     """A `Strategy` from a factory's pieces, with pycma's termination wired in.
 
@@ -132,16 +139,18 @@ def build_strategy(
       options: the static settings (with `stop_defaults`, they make the strategy's
         identity: list every setting that changes its behaviour).
       stop_defaults: the strategy's own default thresholds (pycma names).
-      functions: ``default_params``, ``init``, ``ask``, ``tell``, ``summary`` (and, for
-        chunked strategies, ``ask_chunk`` and ``tell_keyed``).
+      functions: ``default_params``, ``init``, ``ask``, ``tell``, ``summary``,
+        ``check_params`` (and, for chunked strategies, ``ask_chunk`` and ``tell_keyed``).
       capabilities: what the state offers (the constants of this module).
       popsize_of: the (possibly traced) λ of a state, where it is a parameter.
       chunk_size: rows per chunk, for chunked strategies.
+      params_ok: ``params -> traced bool``, whether params are in range (the jittable
+        twin of ``check_params``; its failure is the ``invalid_input`` stop flag).
     """
     from evojax_cma.core.termination import make_stop_functions  # noqa: PLC0415
 
     stop_options, stop = make_stop_functions(
-        num_dims, popsize, stop_defaults, functions["summary"], popsize_of
+        num_dims, popsize, stop_defaults, functions["summary"], popsize_of, params_ok
     )
     return Strategy(
         name=name,

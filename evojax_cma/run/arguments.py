@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evojax_cma.core.validation import check_vector, is_concrete
+from evojax_cma.core.validation import check_finite_in, check_vector, is_concrete, state_dtype
 from evojax_cma.run.step import Problem
 from evojax_cma.transforms.base import Pipeline, Transform, chain
 from evojax_cma.transforms.bound_penalty import bound_penalty
@@ -100,16 +100,23 @@ def problem_and_pipeline(
     bound_handler: str,
     encoding: Transform | Pipeline | None,
     noise_handling: Any,
+    dtype: Any = None,
+    rows: int | None = None,
 ) -> tuple[Problem, Pipeline]:
     """The JAX drivers' `Problem` and `Pipeline` from their keywords, checked.
 
     `x0` is the concrete start point where known (the constraints are tried there), else
-    None. Raises what `build_pipeline` and `count_constraints` raise, and a `ValueError`
-    when a transformation needs a capability the strategy lacks.
+    None. With the run's `dtype`, the objective's output is checked (`check_objective`,
+    on `rows` points when batched, default ``strategy.popsize``) and the transformations'
+    settings must be representable in it. Raises what `build_pipeline` and
+    `count_constraints` raise, and a `ValueError` when a transformation needs a capability
+    the strategy lacks.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     n = strategy.num_dims
+    if dtype is not None:
+        check_objective(fn, n, strategy.popsize if rows is None else rows, batched, keyed, dtype)
     m = 0 if constraints is None else count_constraints(constraints, n, batched, x0)
     pipeline = build_pipeline(
         n,
@@ -120,7 +127,51 @@ def problem_and_pipeline(
         num_constraints=m,
     )
     pipeline.check_strategy(strategy)
+    if dtype is not None:
+        pipeline.check_dtype(dtype)
     return Problem(fn, bool(batched), bool(keyed), constraints), pipeline
+
+
+def check_objective(
+    fn: Callable[..., Any], num_dims: int, rows: int, batched: bool, keyed: bool, dtype: Any
+) -> None:
+    """Trace `fn` abstractly (``jax.eval_shape``) and require one real value per point.
+
+    Raises:
+      ValueError: a per-point `fn` whose output is not a scalar (e.g. shape ``(n,)``), a
+        batched one whose output is not ``(rows,)``; `fn` failing on an input of the
+        expected shape (a per-point function passed with ``batched=True``).
+      TypeError: a complex or non-numeric output.
+    """
+    shape = (rows, num_dims) if batched else (num_dims,)
+    args: list[Any] = [jax.ShapeDtypeStruct(shape, dtype)]
+    if keyed:
+        args.append(jax.random.key(0))
+    kind = "a population" if batched else "one point"
+    try:
+        out = jax.eval_shape(fn, *args)
+    except (IndexError, TypeError, ValueError) as err:
+        hint = (
+            " (a function of one point needs batched=False)"
+            if batched
+            else " (a function of a whole population needs batched=True)"
+        )
+        raise ValueError(
+            f"fn failed on {kind} of shape {shape}{hint}: {type(err).__name__}: {err}"
+        ) from err
+    want = (rows,) if batched else ()
+    out_shape = getattr(out, "shape", None)
+    if out_shape != want:
+        hint = " (a function of one point needs batched=False)" if batched else ""
+        raise ValueError(
+            f"fn must return shape {want} for {kind} of shape {shape}, got "
+            f"{out_shape if out_shape is not None else type(out).__name__}{hint}"
+        )
+    out_dtype = np.dtype(out.dtype)
+    if np.issubdtype(out_dtype, np.complexfloating) or not (
+        np.issubdtype(out_dtype, np.number) or out_dtype == np.bool_
+    ):
+        raise TypeError(f"fn must return real values, got dtype {out_dtype}")
 
 
 def _noise_handler(noise_handling: Any) -> NoiseHandler | None:
@@ -160,13 +211,27 @@ def count_constraints(constraints: Any, num_dims: int, batched: bool, x0: Any) -
 
 
 def initial_genotype(pipeline: Pipeline, x0: Any) -> jax.Array:
-    """The genotype of a phenotype `x0` (moved into the box, with a warning, if outside)."""
+    """The genotype of a phenotype `x0` (moved into the box, with a warning, if outside).
+
+    Raises:
+      ValueError: a concrete genotype that is not finite (an encoding's ``encode``
+        overflowed, e.g. a tiny scale).
+    """
     for t in pipeline.transforms:
         if isinstance(t, Box) and is_concrete(x0):
             warn_if_outside(x0, t.lower, t.upper)
-    x0 = jnp.asarray(x0)
-    dtype = x0.dtype if jnp.issubdtype(x0.dtype, jnp.floating) else jnp.result_type(float)
-    return pipeline.encode(x0.astype(dtype)).astype(dtype)
+    dtype = state_dtype(x0)
+    genotype = pipeline.encode(jnp.asarray(x0).astype(dtype)).astype(dtype)
+    try:  # NumPy: jnp would be staged inside a user's jit
+        finite = bool(np.all(np.isfinite(np.asarray(genotype))))
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        finite = True  # traced: invalid_input reports a non-finite start
+    if not finite:
+        raise ValueError(
+            f"x0 encodes to a non-finite start point in {dtype.name}: {np.asarray(genotype)}; "
+            "check the encoding's scale and offset"
+        )
+    return genotype
 
 
 def check_x0_vector(x0: Any, num_dims: int, where: str) -> None:
@@ -178,6 +243,7 @@ def check_x0_vector(x0: Any, num_dims: int, where: str) -> None:
             "evojax_cma.minimize_restarts and evojax_cma.fmin"
         )
     check_vector("x0", x0, num_dims)
+    check_finite_in("x0", x0, state_dtype(x0))
 
 
 def check_x0_function(x0: Callable[..., Any]) -> None:
@@ -204,6 +270,7 @@ __all__ = [
     "BOUND_HANDLERS",
     "build_pipeline",
     "check_x0_function",
+    "check_objective",
     "check_x0_vector",
     "count_constraints",
     "initial_genotype",

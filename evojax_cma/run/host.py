@@ -26,13 +26,34 @@ import numpy as np
 
 from evojax_cma.core.termination import STOP_NAMES, stop_reasons
 from evojax_cma.core.types import Strategy
-from evojax_cma.core.validation import check_options, check_positive_scalar, check_vector
+from evojax_cma.core.validation import (
+    check_options,
+    check_positive_scalar,
+)
 from evojax_cma.run import step
 from evojax_cma.run.arguments import build_pipeline, check_x0_function, initial_genotype
+from evojax_cma.run.host_arguments import (
+    as_x0,
+    check_seed,
+    check_strategy_options,
+    int_option,
+    restart_x0,
+)
 from evojax_cma.run.host_evaluation import (
+    EvaluationError,
     constraint_values,
     count_host_constraints,
     evaluate_on_host,
+)
+from evojax_cma.run.host_resume import (
+    DISPLAY_SETTINGS,
+    FminCheckpoint,
+    FminError,
+    FminResult,
+    RunCheckpoint,
+    check_resume,
+    fmin_error,
+    fmin_result,
 )
 from evojax_cma.run.schedule import (
     ENDS_ALL,
@@ -50,31 +71,6 @@ FMIN_OPTIONS = frozenset(
     {"popsize", "seed", "verbose", "verb_disp", "preset", "CMA_active", "bounds", "BoundaryHandler"}
 )
 DTYPES = ("float64", "float32")
-
-
-class FminResult(NamedTuple):
-    """Outcome of `fmin`.
-
-    Attributes:
-      xbest: best point evaluated (NumPy).
-      fbest: its fitness.
-      evals: number of evaluations.
-      iterations: number of generations.
-      stop: names of the termination criteria that fired.
-      state: the final strategy state.
-      history: one row per generation of all runs: ``(iteration, evals, best f of the
-        generation, sigma, axis ratio)``.
-      runs: number of runs (1 + restarts).
-    """
-
-    xbest: np.ndarray
-    fbest: float
-    evals: int
-    iterations: int
-    stop: list[str]
-    state: Any
-    history: np.ndarray
-    runs: int = 1
 
 
 # The jitted pieces: module level, so their caches outlive a call of fmin.
@@ -141,21 +137,24 @@ def fmin(
     constraints: Callable[[np.ndarray], Any] | None = None,
     noise_handling: bool | NoiseHandler | None = None,
     dtype: str = "float64",
+    resume: FminCheckpoint | None = None,
 ) -> tuple[np.ndarray, FminResult]:
     """Minimise a host (NumPy) function with CMA-ES, like ``cma.fmin2(fn, x0, sigma0)``.
 
     Args:
-      fn: objective; takes a point ``(n,)`` and returns a scalar, or with
+      fn: objective; takes a point ``(n,)`` and returns a real scalar, or with
         ``batched=True`` takes ``(popsize, n)`` and returns ``(popsize,)``.
-      x0: initial mean, or a function of a PRNG key returning one (called for every run,
-        as `evojax_cma.minimize_restarts` does; `evojax_cma.uniform_x0` fits both).
+      x0: initial mean (real numbers; strings are not parsed), or a function of a PRNG
+        key returning one (called for every run, as `evojax_cma.minimize_restarts`
+        does; `evojax_cma.uniform_x0` fits both).
       sigma0: initial step size.
-      options: pycma-style options: ``popsize``, ``seed`` (default 0), ``verbose``
-        (default 1; 0 is silent), ``verb_disp`` (print every that many iterations,
-        default 100), ``preset``, ``CMA_active``, ``bounds`` (``[lower, upper]``),
-        ``BoundaryHandler`` (``"transform"``, the default, or ``"penalty"``; see
-        `evojax_cma.minimize`), and the termination criteria (``ftarget``, ``maxfevals``,
-        ``maxiter``, ``tolfun``, ...; see `STOP_NAMES`).
+      options: pycma-style options: ``popsize``, ``seed`` (an int, default 0),
+        ``verbose`` (an int, default 1; 0 is silent), ``verb_disp`` (an int: print every
+        that many iterations, default 100; 0: no iteration rows), ``preset``,
+        ``CMA_active``, ``bounds`` (``[lower, upper]``), ``BoundaryHandler``
+        (``"transform"``, the default, or ``"penalty"``; see `evojax_cma.minimize`), and
+        the termination criteria (``ftarget``, ``maxfevals``, ``maxiter``, ``tolfun``,
+        ...; see `STOP_NAMES`).
       restarts: number of IPOP/BIPOP restarts, pycma's schedule
         (`evojax_cma.run.schedule`); ``ftarget`` and ``maxfevals`` (over all runs) end
         everything. Each population size is compiled once per process.
@@ -164,7 +163,8 @@ def fmin(
       batched: whether `fn` evaluates a whole population at once.
       executor: evaluate points through ``executor.map`` (ignored if batched).
       strategy: a strategy to use instead of ``cma_es`` built from `options` (no
-        restarts).
+        restarts; the options ``popsize``, ``preset`` and ``CMA_active`` configure the
+        built-in CMA-ES and conflict with it, except a ``popsize`` equal to its own).
       params: hyperparameters for the strategy (no restarts).
       encoding: a transformation from the search space to `fn`'s parameters (see
         `evojax_cma.minimize`); `x0` and the returned ``xbest`` are in `fn`'s parameters.
@@ -178,12 +178,30 @@ def fmin(
         defaults to inf.
       dtype: ``"float64"`` (the default, as pycma) or ``"float32"``: the precision of
         the strategy and of the points passed to `fn`, for this call only.
+      resume: the ``resume`` of an `FminError`: continue from before the generation that
+        failed, with the same settings (only ``verbose``, ``verb_disp``, `fn`,
+        `constraints`' function, `batched`, `executor`, and `x0` of the same dimension,
+        used by later restarts, may change). With a deterministic `fn`, the run ends as
+        one that never failed.
 
     Returns:
       ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
+
+    Raises:
+      FminError: `fn` or `constraints` raised on a candidate, the executor broke (a
+        worker died), or an `x0` function failed at a restart. The message names the
+        candidate (row and point, where known), the generation and the run;
+        ``__cause__`` is the original exception; ``.result`` is the `FminResult` so far
+        and ``.resume`` continues (see `evojax_cma.run.host_resume`). A value of the
+        wrong type or shape is an `FminTypeError` or `FminValueError`, which are also
+        `TypeError` and `ValueError`.
+      TypeError, ValueError: invalid arguments or options (named in the message),
+        before anything runs; a `resume` with other settings.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if not isinstance(options, dict | None):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
     with jax.enable_x64(dtype == "float64"):
         return _fmin(
             fn,
@@ -200,6 +218,8 @@ def fmin(
             encoding=encoding,
             constraints=constraints,
             noise_handling=noise_handling,
+            dtype=dtype,
+            resume=resume,
         )
 
 
@@ -207,28 +227,35 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     check_options("fmin option(s)", options, FMIN_OPTIONS | set(STOP_NAMES))
-    strategy, params = kw["strategy"], kw["params"]
-    key = jax.random.key(_check_seed(options.get("seed", 0)))
+    names = ("strategy", "params", "constraints", "resume")
+    strategy, params, constraints, resume = (kw[name] for name in names)
+    key = jax.random.key(check_seed(options.get("seed", 0)))
+    verbose = int_option(options, "verbose", 1, None)
+    verb_disp = int_option(options, "verb_disp", 100, 0)
     if callable(x0):
         check_x0_function(x0)
         draw_x0 = x0
     else:
         draw_x0 = lambda key: x0  # noqa: E731
     key, k_x0 = jax.random.split(key)
-    x_first = np.asarray(draw_x0(k_x0), dtype=np.float64)
-    n = _check_x0(x_first)
+    if resume is None:
+        x_first = as_x0(draw_x0(k_x0))
+        n = x_first.shape[0]
+    else:
+        check_resume(resume, None)
+        n = resume.settings["n"]
+        x_first = None if callable(x0) else as_x0(x0, n)
     check_positive_scalar("sigma0", sigma0)
-    if restarts and (strategy is not None or params is not None):
-        raise ValueError("restarts build their own CMA-ES: pass neither strategy nor params")
-    if strategy is not None and strategy.num_dims != n:
-        raise ValueError(
-            f"x0 has {n} coordinates but the strategy has num_dims={strategy.num_dims}"
-        )
-    config = restart_config(n, options.get("popsize"), restarts, incpopsize, bipop)
-    verbose = int(options.get("verbose", 1))
-    verb_disp = int(options.get("verb_disp", 100))
-    constraints = kw["constraints"]
-    m = 0 if constraints is None else count_host_constraints(constraints, x_first)
+    check_strategy_options(strategy, params, restarts, options, n)
+    popsize = options.get("popsize") if strategy is None else strategy.popsize
+    config = restart_config(n, popsize, restarts, incpopsize, bipop)
+    if resume is not None:
+        m = int(resume.settings["num_constraints"])
+    elif constraints is None:
+        m = 0
+    else:
+        assert x_first is not None
+        m = count_host_constraints(constraints, x_first)
     bounds = options.get("bounds")
     pipeline = build_pipeline(
         n,
@@ -239,13 +266,34 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
         num_constraints=m,
     )
     stop_opts = pipeline.stop_defaults({k: options[k] for k in STOP_NAMES if k in options})
+    settings = {
+        "n": n,
+        "dtype": kw["dtype"],
+        "sigma0": float(sigma0),
+        "options": {k: v for k, v in options.items() if k not in DISPLAY_SETTINGS},
+        "restarts": restarts,
+        "bipop": bipop,
+        "incpopsize": incpopsize,
+        "strategy": strategy,
+        "params": params,
+        "pipeline": pipeline,
+        "constraints": constraints is not None,
+        "num_constraints": m,
+    }
     evaluate = partial(evaluate_on_host, fn, batched=batched, executor=executor)
     host_g = None if constraints is None else partial(constraint_values, constraints, m=m)
+    fail = partial(fmin_error, pipeline, constraints is not None)
 
-    schedule, factor, maxiter_cap = first_run(config), 1.0, np.inf
-    best: step.Best | None = None
-    history: list[tuple] = []
-    start = x_first
+    if resume is None:
+        schedule, factor, maxiter_cap = first_run(config), 1.0, np.inf
+        best, history, run, state, start = None, [], None, None, x_first
+    else:
+        resume = check_resume(resume, settings)
+        key, schedule, factor = resume.key, resume.schedule, resume.sigma_factor
+        maxiter_cap, best, history = resume.maxiter_cap, resume.best, list(resume.history)
+        run, state, start = resume.run, resume.last_state, None
+        if verbose > 0:
+            print(f"resume run {int(schedule.runs)} after {len(history)} iterations")
     while True:
         run_strategy = strategy or cma_es(
             n,
@@ -257,19 +305,28 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
         run_opts = run_stop_options(
             n, schedule.popsize, stop_opts, schedule.evals_before, jnp.asarray(maxiter_cap)
         )
-        key, k_run, k_plan, k_x0 = jax.random.split(key, 4)
-        if start is None:
-            start = np.asarray(draw_x0(k_x0), dtype=np.float64)
-            _check_x0(start, n)
-        genotype = initial_genotype(pipeline, start)
-        state, tstates = _start(
-            run_strategy, pipeline, k_run, genotype, jnp.asarray(sigma0 * float(factor)), params
-        )
-        if best is None:
-            best = step.initial_best(pipeline, state)
-        run = _Run(run_strategy, pipeline, evaluate, host_g, verbose, verb_disp)
-        state, flags, best = run(k_run, state, tstates, best, run_opts, history, schedule)
-        start = None
+        if run is None:
+            outer = (settings, key, schedule, factor, maxiter_cap)
+            before = FminCheckpoint(*outer, best, tuple(history), None, state)
+            key, k_run, k_plan, k_x0 = jax.random.split(key, 4)
+            if start is None:
+                start = restart_x0(draw_x0, k_x0, n, partial(fail, checkpoint=before))
+            genotype = initial_genotype(pipeline, start)
+            state, tstates = _start(
+                run_strategy, pipeline, k_run, genotype, jnp.asarray(sigma0 * float(factor)), params
+            )
+            if best is None:
+                best = step.initial_best(pipeline, state)
+            run = RunCheckpoint(k_run, k_plan, state, tstates)
+        runner = _Run(run_strategy, pipeline, evaluate, host_g, verbose, verb_disp)
+        outer = (settings, key, schedule, factor, maxiter_cap)
+        try:
+            state, flags, best = runner(run, best, run_opts, history, schedule)
+        except _FailedError as failed:
+            at = FminCheckpoint(*outer, failed.best, tuple(history), failed.run, failed.run.state)
+            error = fail(failed.error, checkpoint=at, generation=failed.generation)
+            raise error from failed.error.__cause__
+        k_plan, start, run = run.plan_key, None, None
         reasons = stop_reasons(flags)
         if any(r in ENDS_ALL for r in reasons):
             break
@@ -283,39 +340,19 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
             print(f"restart {int(schedule.runs) - 1} with popsize {int(schedule.popsize)}")
     assert best is not None
     evals = int(schedule.evals_before) + int(state.evals)
-    fbest = float(best.f)
     if verbose > 0:
         print(f"termination on {reasons} after {evals} evaluations")
-        print(f"best f = {fbest:.10e}")
-    if constraints is not None:
-        xbest = np.asarray(pipeline.decode(state.mean), dtype=np.float64)
-    else:
-        xbest = np.asarray(best.x, dtype=np.float64)
-    result = FminResult(
-        xbest=xbest,
-        fbest=fbest,
-        evals=evals,
-        iterations=len(history),
-        stop=reasons,
-        state=state,
-        history=np.asarray(history),
-        runs=int(schedule.runs),
-    )
-    return xbest, result
+        print(f"best f = {float(best.f):.10e}")
+    result = fmin_result(pipeline, constraints is not None, state, best, evals, history, reasons)
+    return result.xbest, result._replace(runs=int(schedule.runs))
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"option seed must be an int, got {type(seed).__name__} {seed!r}")
-    return int(seed)
+class _FailedError(Exception):
+    """A generation's evaluation failed: the error and the run before that generation."""
 
-
-def _check_x0(x0: Any, n: int | None = None) -> int:
-    x0 = np.asarray(x0, dtype=np.float64)
-    if x0.ndim != 1:
-        raise ValueError(f"x0 must be a vector, got shape {x0.shape}")
-    check_vector("x0", x0, x0.shape[0] if n is None else n)
-    return x0.shape[0]
+    def __init__(self, error: EvaluationError, run: RunCheckpoint, best, generation: int):
+        super().__init__(error.message)
+        self.error, self.run, self.best, self.generation = error, run, best, generation
 
 
 class _Run(NamedTuple):
@@ -328,56 +365,33 @@ class _Run(NamedTuple):
     verbose: int
     verb_disp: int
 
-    def __call__(self, key, state, tstates, best, stop_options, history, schedule):
-        """Run until a criterion fires; append to `history`; return ``(state, flags, best)``."""
-        strategy, pipeline = self.strategy, self.pipeline
-        dtype = state.mean.dtype
-        with_noise = step.noise_handler_of(pipeline) is not None
+    def __call__(self, run: RunCheckpoint, best, stop_options, history, schedule):
+        """Run until a criterion fires; append to `history`; return ``(state, flags, best)``.
+
+        Raises `_FailedError` with the run as it was before a generation whose evaluation
+        failed (`history` then holds the rows before it).
+        """
+        key, state, tstates = run.key, run.state, run.tstates
         t0 = time.perf_counter()
         if self.verbose > 0:
             print("Iterat #Fevals   function value  axis ratio  sigma  min&max std  t[m:s]")
         while True:
+            before, best_before = RunCheckpoint(key, run.plan_key, state, tstates), best
             key, k_gen = jax.random.split(key)
-            population, state, stages = _propose(strategy, pipeline, k_gen, state)
-            X = np.asarray(stages[-1])
-            repeats = int(step.repeats_now(pipeline, tstates))
-            F = self.evaluate(X, repeats=repeats)
-            G = None if self.constraints is None else jnp.asarray(self.constraints(X), dtype)
-            state, tstates, outs, best = _incorporate(
-                strategy,
-                pipeline,
-                state,
-                tstates,
-                population,
-                stages,
-                jnp.asarray(F, dtype),
-                G,
-                best,
-            )
-            if with_noise:
-                F2, G2, index, valid = self._reevaluate(
-                    jax.random.fold_in(k_gen, 2), state, population, outs, repeats
-                )
-                state, tstates = _adapt_to_reevaluation(
-                    strategy,
-                    pipeline,
-                    state,
-                    tstates,
-                    outs,
-                    F2,
-                    G2,
-                    index,
-                    valid,
-                    jnp.asarray(repeats),
-                )
-            flags, shown = _stop_and_display(strategy, state, stop_options)
+            try:
+                state, tstates, best, F = self._generation(k_gen, state, tstates, best)
+            except EvaluationError as error:
+                generation = int(before.state.generation) + 1
+                raise _FailedError(error, before, best_before, generation) from error
+            flags, shown = _stop_and_display(self.strategy, state, stop_options)
             sigma, ratio, min_std, max_std = (float(v) for v in np.asarray(shown))
             it, evals = int(state.generation), int(schedule.evals_before) + int(state.evals)
             fin = F[np.isfinite(F)]
             fgen = float(fin.min()) if fin.size else float("nan")
             history.append((len(history) + 1, evals, fgen, sigma, ratio))
             done = bool(np.any(flags))
-            if self.verbose > 0 and (it <= 3 or it % self.verb_disp == 0 or done):
+            shown_now = it <= 3 or done or (self.verb_disp > 0 and it % self.verb_disp == 0)
+            if self.verbose > 0 and self.verb_disp > 0 and shown_now:
                 elapsed = time.perf_counter() - t0
                 print(
                     f"{it:6d} {evals:7d} {fgen:+.9e} {ratio:7.1e} {sigma:7.2e} "
@@ -385,6 +399,44 @@ class _Run(NamedTuple):
                 )
             if done:
                 return state, flags, best
+
+    def _generation(self, k_gen, state, tstates, best):
+        """One generation: ``(state, tstates, best, F)``; raises `EvaluationError`."""
+        strategy, pipeline = self.strategy, self.pipeline
+        dtype = state.mean.dtype
+        population, state, stages = _propose(strategy, pipeline, k_gen, state)
+        X = np.asarray(stages[-1])
+        repeats = int(step.repeats_now(pipeline, tstates))
+        F = self.evaluate(X, repeats=repeats)
+        G = None if self.constraints is None else jnp.asarray(self.constraints(X), dtype)
+        state, tstates, outs, best = _incorporate(
+            strategy,
+            pipeline,
+            state,
+            tstates,
+            population,
+            stages,
+            jnp.asarray(F, dtype),
+            G,
+            best,
+        )
+        if step.noise_handler_of(pipeline) is not None:
+            F2, G2, index, valid = self._reevaluate(
+                jax.random.fold_in(k_gen, 2), state, population, outs, repeats
+            )
+            state, tstates = _adapt_to_reevaluation(
+                strategy,
+                pipeline,
+                state,
+                tstates,
+                outs,
+                F2,
+                G2,
+                index,
+                valid,
+                jnp.asarray(repeats),
+            )
+        return state, tstates, best, F
 
     def _reevaluate(self, key, state, population, outs, repeats):
         """The noise handler's re-evaluations on the host (only the rows in use)."""
@@ -394,13 +446,21 @@ class _Run(NamedTuple):
         )
         X2, used = np.asarray(moved), np.asarray(valid)
         F2 = np.zeros(X2.shape[0])
-        F2[used] = self.evaluate(X2[used], repeats=repeats)
         G2 = None
-        if self.constraints is not None:
-            G2 = np.zeros((X2.shape[0], self.pipeline.find(AugmentedLagrangian).num_constraints))
-            G2[used] = self.constraints(X2[used])
-            G2 = jnp.asarray(G2, dtype)
+        try:
+            F2[used] = self.evaluate(X2[used], repeats=repeats)
+            if self.constraints is not None:
+                m = self.pipeline.find(AugmentedLagrangian).num_constraints
+                G2 = np.zeros((X2.shape[0], m))
+                G2[used] = self.constraints(X2[used])
+                G2 = jnp.asarray(G2, dtype)
+        except EvaluationError as error:  # name the population row that was re-evaluated
+            row = None if error.index is None else int(np.asarray(index)[used][error.index])
+            where = "" if row is None else f" (population row {row}, moved slightly)"
+            message = f"{error.message}, re-evaluating for noise handling{where}"
+            again = EvaluationError(message, kind=error.kind, index=row, point=error.point)
+            raise again from error.__cause__
         return jnp.asarray(F2, dtype), G2, index, valid
 
 
-__all__ = ["FminResult", "fmin"]
+__all__ = ["FminCheckpoint", "FminError", "FminResult", "fmin"]

@@ -3,46 +3,79 @@
 `evojax_cma.fmin` evaluates here: point by point, a whole population at once
 (``batched``), or through any ``concurrent.futures.Executor`` (``executor.map``: a
 process pool, a Dask or Ray client). Values are checked where they arrive: one real
-number per point, else a `TypeError`/`ValueError` that says what came back.
+number per point, else an error that names the function, the value and the candidate.
+
+Every failure is an `EvaluationError` that says which candidate failed (its index in the
+population and the point, where known): the objective or the constraints raised (the
+original exception is its ``__cause__``), an executor broke (a worker died), or a value
+of the wrong type or shape came back. `evojax_cma.fmin` turns it into an
+`evojax_cma.FminError` with the run's state before the failing generation attached.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from typing import Any
 
 import numpy as np
 
 
+class EvaluationError(Exception):
+    """A host evaluation failed; `fmin` turns it into an `evojax_cma.FminError`.
+
+    Attributes:
+      message: what failed, naming the function and the candidate.
+      kind: the kind of failure: `RuntimeError` (the function raised, or the executor
+        broke; the original exception is ``__cause__``), `TypeError` or `ValueError` (a
+        value of the wrong type or shape came back).
+      index: the failing candidate's row in the evaluated population (None: unknown,
+        e.g. a batched call or a broken executor).
+      point: that candidate (None where `index` is None).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: type[Exception] = RuntimeError,
+        index: int | None = None,
+        point: np.ndarray | None = None,
+    ):
+        super().__init__(message)
+        self.message, self.kind, self.index, self.point = message, kind, index, point
+
+
+def function_name(fn: Any) -> str:
+    """A readable name of a user function (``__qualname__`` where it has one)."""
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
 def evaluate_on_host(
     fn, X: np.ndarray, *, batched: bool, executor: Executor | None, repeats: int = 1
 ) -> np.ndarray:
-    """One value per row of `X`: the median of `repeats` evaluations (NaN ignored)."""
+    """One value per row of `X`: the median of `repeats` evaluations (NaN ignored).
+
+    Raises:
+      EvaluationError: `fn` raised, the executor broke, or `fn` returned something other
+        than one real number per point; the candidate is named where known.
+    """
+    what = f"the objective {function_name(fn)}"
     runs = []
     for _ in range(repeats):
         if batched:
-            values = fn(X)
-        elif executor is not None:
-            values = list(executor.map(fn, list(X)))
+            try:
+                values = fn(X)
+            except Exception as exc:
+                raise EvaluationError(
+                    f"{what} raised {type(exc).__name__}: {exc} (batched call on "
+                    f"{X.shape[0]} points)"
+                ) from exc
+            runs.append(_batched_values(what, values, X))
         else:
-            values = [fn(x) for x in X]
-        values = np.asarray(values)
-        if values.dtype == object or not np.issubdtype(values.dtype, np.number):
-            raise TypeError(
-                f"the objective must return real numbers, got {values.dtype} values "
-                f"(first: {values.ravel()[0]!r})"
-            )
-        if np.iscomplexobj(values):
-            raise TypeError("the objective must return real numbers, got complex values")
-        values = values.astype(np.float64)
-        if values.shape != (X.shape[0],):
-            raise ValueError(
-                f"the objective must return one scalar per point, got shape {values.shape} "
-                f"for {X.shape[0]} points"
-            )
-        runs.append(values)
+            values = _map_points(what, fn, X, executor)
+            runs.append(np.asarray([_scalar(what, v, i, X[i]) for i, v in enumerate(values)]))
     if repeats == 1:
         return runs[0]
     with warnings.catch_warnings():
@@ -50,14 +83,117 @@ def evaluate_on_host(
         return np.nanmedian(np.stack(runs), axis=0)
 
 
-def constraint_values(constraints: Callable, X: np.ndarray, m: int) -> np.ndarray:
-    """``(rows, m)`` host constraint values; a wrong shape is a `ValueError`."""
-    G = np.asarray([np.asarray(constraints(x), dtype=np.float64) for x in X])
-    if G.shape != (X.shape[0], m):
-        raise ValueError(
-            f"constraints must return {m} values per point, got shape {G.shape[1:]} "
-            f"(for {X.shape[0]} points)"
+def _map_points(what: str, fn: Callable, X: np.ndarray, executor: Executor | None) -> list:
+    """``fn`` on each row of `X`, in order (through ``executor.map`` if given)."""
+    values: list = []
+    results = (fn(x) for x in X) if executor is None else executor.map(fn, list(X))
+    try:
+        for value in results:
+            values.append(value)
+    except BrokenExecutor as exc:
+        i = len(values)
+        raise EvaluationError(
+            f"the executor broke while evaluating {what} ({type(exc).__name__}: {exc}); "
+            f"a worker died while candidates {i}..{X.shape[0] - 1} were pending (the one "
+            "that killed it is unknown)"
+        ) from exc
+    except Exception as exc:
+        i = len(values)
+        raise EvaluationError(
+            f"{what} raised {type(exc).__name__}: {exc} at candidate {i} (x = {X[i]!r})",
+            index=i,
+            point=np.array(X[i]),
+        ) from exc
+    return values
+
+
+def _scalar(what: str, value: Any, i: int, x: np.ndarray) -> float:
+    """`value` as a float, or an `EvaluationError` naming the value and the candidate."""
+    a = np.asarray(value) if not isinstance(value, str | bytes) else None
+    if a is None or a.dtype.kind not in "iuf":
+        kind = "complex" if a is not None and a.dtype.kind == "c" else type(value).__name__
+        raise EvaluationError(
+            f"{what} must return real numbers, got {value!r} ({kind}) at candidate {i} (x = {x!r})",
+            kind=TypeError,
+            index=i,
+            point=np.array(x),
         )
+    if a.shape != ():
+        raise EvaluationError(
+            f"{what} must return one scalar per point, got shape {a.shape} at candidate {i} "
+            f"(x = {x!r})",
+            kind=ValueError,
+            index=i,
+            point=np.array(x),
+        )
+    return float(a)
+
+
+def _batched_values(what: str, values: Any, X: np.ndarray) -> np.ndarray:
+    """A batched objective's ``(rows,)`` real values, checked."""
+    try:
+        a = np.asarray(values)
+    except ValueError as exc:  # ragged nested sequences
+        raise EvaluationError(
+            f"{what} must return one scalar per point, got {type(values).__name__} that is "
+            f"not an array ({exc})",
+            kind=ValueError,
+        ) from None
+    if a.dtype.kind not in "iuf":
+        flat = a.ravel()
+        bad = [i for i, v in enumerate(flat) if np.asarray(v).dtype.kind not in "iuf"]
+        i = bad[0] if bad else 0
+        kind = "complex" if a.dtype.kind == "c" else a.dtype
+        first = flat[i] if flat.size else values
+        where = f" at candidate {i}" if a.shape == (X.shape[0],) else ""
+        raise EvaluationError(
+            f"{what} must return real numbers, got {kind} values (first: {first!r}){where}",
+            kind=TypeError,
+            index=i if where else None,
+            point=np.array(X[i]) if where else None,
+        )
+    if a.shape != (X.shape[0],):
+        raise EvaluationError(
+            f"{what} must return one scalar per point, got shape {a.shape} for {X.shape[0]} points",
+            kind=ValueError,
+        )
+    return a.astype(np.float64)
+
+
+def constraint_values(constraints: Callable, X: np.ndarray, m: int) -> np.ndarray:
+    """``(rows, m)`` host constraint values, point by point.
+
+    Raises:
+      EvaluationError: `constraints` raised at a candidate, or returned something other
+        than `m` real values there.
+    """
+    what = f"the constraints {function_name(constraints)}"
+    G = np.empty((X.shape[0], m))
+    for i, x in enumerate(X):
+        try:
+            g = np.asarray(constraints(x))
+        except Exception as exc:
+            raise EvaluationError(
+                f"{what} raised {type(exc).__name__}: {exc} at candidate {i} (x = {x!r})",
+                index=i,
+                point=np.array(x),
+            ) from exc
+        if g.dtype.kind not in "iuf":
+            raise EvaluationError(
+                f"{what} must return real numbers, got {g!r} at candidate {i} (x = {x!r})",
+                kind=TypeError,
+                index=i,
+                point=np.array(x),
+            )
+        if g.shape != (m,):
+            raise EvaluationError(
+                f"{what}: constraints must return {m} values per point, got shape {g.shape} "
+                f"at candidate {i} (x = {x!r})",
+                kind=ValueError,
+                index=i,
+                point=np.array(x),
+            )
+        G[i] = g
     return G
 
 
@@ -65,7 +201,9 @@ def count_host_constraints(constraints: Any, x0: np.ndarray) -> int:
     """The number of host constraints, checked at `x0` (shape and finiteness)."""
     if not callable(constraints):
         raise TypeError(f"constraints must be callable, got {type(constraints).__name__}")
-    g0 = np.asarray(constraints(x0), dtype=np.float64)
+    g0 = np.asarray(constraints(x0))
+    if g0.dtype.kind not in "iuf":
+        raise TypeError(f"constraints must return real numbers, got {g0!r} at x0")
     if g0.ndim != 1 or g0.size < 1:
         raise ValueError(f"constraints must return a vector (m,) with m >= 1, got {g0.shape}")
     if not np.all(np.isfinite(g0)):
@@ -73,4 +211,10 @@ def count_host_constraints(constraints: Any, x0: np.ndarray) -> int:
     return int(g0.size)
 
 
-__all__ = ["constraint_values", "count_host_constraints", "evaluate_on_host"]
+__all__ = [
+    "EvaluationError",
+    "constraint_values",
+    "count_host_constraints",
+    "evaluate_on_host",
+    "function_name",
+]

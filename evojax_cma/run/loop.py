@@ -4,11 +4,14 @@
 stop options: each run stops on its own criteria and finished runs stay frozen (a
 batched ``while_loop`` keeps iterating while any run is active and keeps the carry of the
 finished ones). Finished runs are passed ``running=False`` in ``ask`` so that they never
-trigger a batch-wide eigendecomposition.
+trigger a batch-wide eigendecomposition. A run whose input is invalid (values only known
+inside the user's ``jit``/``vmap``) has its ``invalid_input`` flag set before the loop, so
+it never iterates and leaves the other runs of its batch untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -17,11 +20,20 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
-from evojax_cma.core.termination import StopOptions
+from evojax_cma.core.termination import StopOptions, only_maxiter
 from evojax_cma.core.types import CHUNKED, Strategy
-from evojax_cma.core.validation import check_positive_scalar
+from evojax_cma.core.validation import (
+    check_int,
+    check_key,
+    check_options,
+    check_sigma0,
+    state_dtype,
+)
+from evojax_cma.history import init_history, metrics
+from evojax_cma.history import record as record_history
 from evojax_cma.run.arguments import check_x0_vector, initial_genotype, problem_and_pipeline
-from evojax_cma.run.step import chunked_fitness, generation, initial_best
+from evojax_cma.run.segments import run_in_segments
+from evojax_cma.run.step import Best, chunked_fitness, generation, initial_best
 from evojax_cma.transforms.base import Pipeline, Transform
 from evojax_cma.transforms.noise import NoiseHandler
 
@@ -36,36 +48,84 @@ class RunResult(NamedTuple):
         `evojax_cma.stop_reasons`.
       best_x: the best evaluated point, as the objective saw it (phenotype, in bounds;
         with constraints, the best feasible one).
-      best_f: the objective's value there (inf if none was feasible).
+      best_f: the objective's value there (inf if none was feasible; with
+        ``maximize=True`` the largest value, in the objective's own sign).
+      history: the recorded `evojax_cma.history.History` (with ``history=``), else None.
     """
 
     state: Any
     stop_flags: Array
     best_x: Array
     best_f: Array
+    history: Any = None
 
 
-@partial(jax.jit, static_argnames=("strategy", "pipeline", "problem", "chunked"))
-def _minimize(strategy, pipeline, problem, chunked, key, x0, sigma0, params, options):
+class Carry(NamedTuple):
+    """Everything a run carries from one generation to the next (a pytree).
+
+    A run can stop after any generation and continue from its carry (the drivers' segments,
+    progress bars and checkpoints), bit for bit as the uninterrupted run.
+    """
+
+    key: Array
+    state: Any
+    flags: Array
+    tstates: Any
+    best: Best
+    history: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Negated:
+    """``-fn(...)``: an objective to maximise, told to the strategies as one to minimise."""
+
+    fn: Callable[..., Any]
+
+    def __call__(self, *args: Any) -> Array:
+        """The objective's value, negated."""
+        return -jnp.asarray(self.fn(*args))
+
+
+_STATIC = ("strategy", "pipeline", "problem", "chunked", "record")
+_ALL_GENERATIONS = 2**31 - 1
+
+
+@partial(jax.jit, static_argnames=("strategy", "pipeline", "record"))
+def _start(strategy, pipeline, record, key, x0, sigma0, params, options) -> Carry:
     state = strategy.init(key, x0, sigma0, params)
     tstates = pipeline.init(strategy.num_dims, strategy.popsize, state.mean.dtype)
-    no_stop = jnp.zeros(len(options), bool)
+    flags = strategy.stop(state, options)  # only invalid_input can be set here
+    history = None
+    if record is not None:
+        capacity, stride, coordinates = record
+        history = init_history(strategy.num_dims, state.mean.dtype, capacity, stride, coordinates)
+    return Carry(key, state, flags, tstates, initial_best(pipeline, state), history)
 
-    def cond(carry):
-        return ~jnp.any(carry[2])
 
-    def body(carry):
-        key, state, flags, tstates, best = carry
-        key, k_gen = jax.random.split(key)
-        running = ~jnp.any(flags)
-        state, tstates, best = generation(
-            strategy, pipeline, problem, k_gen, state, tstates, best, running, chunked
+@partial(jax.jit, static_argnames="strategy")
+def _stop_flags(strategy, state, options):
+    return strategy.stop(state, options)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _advance(strategy, pipeline, problem, chunked, record, carry, options, until) -> Carry:
+    """Generations until a criterion fires or the generation count reaches `until`."""
+
+    def cond(c: Carry):
+        return ~jnp.any(c.flags) & (c.state.generation < until)
+
+    def body(c: Carry) -> Carry:
+        key, k_gen = jax.random.split(c.key)
+        running = ~jnp.any(c.flags) & (c.state.generation < until)  # for batched loops
+        state, tstates, best, F = generation(
+            strategy, pipeline, problem, k_gen, c.state, c.tstates, c.best, running, chunked
         )
-        return key, state, strategy.stop(state, options), tstates, best
+        history = c.history
+        if record is not None:
+            history = record_history(history, metrics(strategy, state, F))
+        return Carry(key, state, strategy.stop(state, options), tstates, best, history)
 
-    carry = (key, state, no_stop, tstates, initial_best(pipeline, state))
-    _, state, flags, _, best = lax.while_loop(cond, body, carry)
-    return RunResult(state, flags, best.x, best.f)
+    return lax.while_loop(cond, body, carry)
 
 
 def minimize(
@@ -85,6 +145,14 @@ def minimize(
     constraints: Callable[[Array], Array] | None = None,
     noise_handling: bool | NoiseHandler = False,
     keyed: bool = False,
+    maximize: bool = False,
+    generations: int | None = None,
+    history: bool | dict[str, int] | None = None,
+    progress: bool = False,
+    segment: int = 100,
+    checkpoint: Any = None,
+    checkpoint_every: int | None = None,
+    resume: Any = None,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
 
@@ -94,11 +162,14 @@ def minimize(
         ``batched=True``, a population ``(popsize, n)`` to ``(popsize,)``. With
         ``keyed=True`` it takes a PRNG key as second argument (a noisy objective; every
         call gets a fresh key).
-      key: a PRNG key; the same key gives the same run, jitted or vmapped.
+      key: a PRNG key (``jax.random.key(seed)``); the same key and inputs give the same
+        run, bit for bit, jitted or not (see "Batches" below for ``vmap``).
       x0: initial mean, shape ``(n,)``, as the objective sees points (phenotype); it is
         encoded into the search space (and moved into `bounds`, with a warning).
-      sigma0: initial step size, > 0.
-      params: hyperparameters (defaults: ``strategy.default_params()``).
+      sigma0: initial step size, > 0, with σ0² a normal number of the state's dtype
+        (float32: ``[1.1e-19, 1.8e19]``).
+      params: hyperparameters (defaults: ``strategy.default_params()``), checked by
+        ``strategy.check_params`` before tracing (ranges such as ``0 < c_sigma < 1``).
       options: termination thresholds, as `StopOptions` (vmappable) or a dict of pycma
         names (``ftarget``, ``maxfevals``, ``tolfun``, ...).
       batched: whether `fn` evaluates a whole population at once (with ``chunked``: a
@@ -124,9 +195,41 @@ def minimize(
         (`evojax_cma.transforms.noise`, pycma's ``noise_handler``); ``tolfacupx`` then
         defaults to inf, as in pycma. CMA-family strategies only.
       keyed: whether `fn` takes a PRNG key (see `fn`).
+      maximize: maximise `fn` (the strategy is told ``-fn``; ``best_f`` is reported in
+        the objective's own sign, the state's fitness values in the minimised one).
+      generations: run exactly this many generations: every other criterion is off
+        (`options` may not be given then). The obvious switch for training runs.
+      history: record a `evojax_cma.history.History` in the loop: True (every
+        generation, the last 1000 records) or a dict of ``capacity``, ``stride`` and
+        ``coordinates`` (see `evojax_cma.history.init_history`).
+      progress: show a tqdm bar (generation, evaluations, best f, sigma), updated after
+        every `segment` generations. Needs a top-level call (not under ``jit``/``vmap``).
+      segment: generations per compiled segment for `progress` and checkpoints.
+      checkpoint: a path: the run's carry (state, transformation states, key, best,
+        history) is saved there (`evojax_cma.checkpoint`) every `checkpoint_every`
+        generations (default: every segment) and at the end.
+      checkpoint_every: generations between checkpoints (a multiple of `segment` is
+        exact; others are rounded up to the next segment end).
+      resume: a path written by `checkpoint`: continue that run (the same strategy,
+        problem and settings) bit for bit as if it had not stopped.
 
     Returns:
       `RunResult` with the final state and the flags of the criteria that fired.
+
+    Raises:
+      TypeError: a key that is not a PRNG key, complex or float16 input, options or
+        params of the wrong type, a complex objective.
+      ValueError: shapes, values out of range (x0 not finite in the state's dtype, σ0,
+        params, options, bounds too narrow for the dtype), an objective whose output is
+        not one value per point. All before anything is traced; values only known under
+        the user's own ``jit``/``vmap`` stop that run at once with ``invalid_input``.
+
+    Batches: under ``jax.vmap`` each run stops on its own. What is equal: the same
+    inputs in the same batch layout (batch size and position) give bit-equal results,
+    run after run; a run in a batch and the same run alone compute the same updates to
+    rounding (batched kernels round differently, ~1e-16 relative per step in float64),
+    so their states agree to rounding after a generation, but over many generations a
+    rounding difference can flip a ranking and the trajectories may then diverge.
 
     Examples:
       >>> import jax, jax.numpy as jnp, evojax_cma as ec
@@ -136,8 +239,13 @@ def minimize(
       >>> bool(res.state.best_f <= 1e-8), ec.stop_reasons(res.stop_flags)
       (True, ['ftarget'])
     """
+    check_key(key)
+    if maximize:
+        fn = Negated(fn) if callable(fn) else fn
     check_x0_vector(x0, strategy.num_dims, "minimize")
-    check_positive_scalar("sigma0", sigma0)
+    dtype = state_dtype(x0)
+    check_sigma0(sigma0, dtype)
+    rows = strategy.chunk_size if chunked and strategy.chunk_size else strategy.popsize
     problem, pipeline = problem_and_pipeline(
         strategy,
         fn,
@@ -149,13 +257,21 @@ def minimize(
         bound_handler=bound_handler,
         encoding=encoding,
         noise_handling=noise_handling,
+        dtype=dtype,
+        rows=rows,
     )
+    if generations is not None:
+        if options is not None:
+            raise ValueError("pass either generations= or options=, not both")
+        options = only_maxiter(check_int("generations", generations, 1))
     if options is None or isinstance(options, dict):
         options = strategy.stop_options(**pipeline.stop_defaults(options or {}))
     elif not isinstance(options, StopOptions):
         raise TypeError(f"options must be a StopOptions or a dict, got {type(options).__name__}")
     if params is None:
         params = strategy.default_params()
+    elif strategy.check_params is not None:
+        strategy.check_params(params)
     if chunked:
         if CHUNKED not in strategy.capabilities:
             raise ValueError(
@@ -167,7 +283,44 @@ def minimize(
                 "noise_handling and keyed"
             )
     x0 = initial_genotype(pipeline, x0)
-    return _minimize(strategy, pipeline, problem, bool(chunked), key, x0, sigma0, params, options)
+    record = _record_spec(history)
+    carry = _start(strategy, pipeline, record, key, x0, sigma0, params, options)
+    static = (strategy, pipeline, problem, bool(chunked), record)
+    if not (progress or checkpoint is not None or resume is not None):
+        carry = _advance(*static, carry, options, _ALL_GENERATIONS)
+    else:
+        carry = run_in_segments(
+            lambda c, until: _advance(*static, c, options, until),
+            carry,
+            segment=segment,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            metadata={"strategy": strategy.name, "num_dims": strategy.num_dims},
+            after_load=lambda c: c._replace(flags=_stop_flags(strategy, c.state, options)),
+        )
+    best_f = -carry.best.f if maximize else carry.best.f
+    return RunResult(carry.state, carry.flags, carry.best.x, best_f, carry.history)
 
 
-__all__ = ["RunResult", "chunked_fitness", "minimize"]
+def _record_spec(history: Any) -> tuple[int, int, int] | None:
+    """``(capacity, stride, coordinates)`` from the ``history=`` argument (static)."""
+    if history is None or history is False:
+        return None
+    if history is True:
+        history = {}
+    if not isinstance(history, dict):
+        raise TypeError(f"history must be a bool or a dict of settings, got {history!r}")
+    check_options("history setting(s)", history, frozenset({"capacity", "stride", "coordinates"}))
+    spec = (
+        history.get("capacity", 1000),
+        history.get("stride", 1),
+        history.get("coordinates", 100),
+    )
+    for name, value in zip(("capacity", "stride", "coordinates"), spec, strict=True):
+        check_int(f"history {name}", value, 1)
+    return spec
+
+
+__all__ = ["Carry", "Negated", "RunResult", "chunked_fitness", "minimize"]

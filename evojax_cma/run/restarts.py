@@ -31,9 +31,10 @@ from evojax_cma.core import progress, termination
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
     check_int,
+    check_key,
     check_options,
-    check_positive_scalar,
-    is_concrete,
+    check_sigma0,
+    state_dtype,
 )
 from evojax_cma.run.arguments import (
     check_x0_function,
@@ -96,9 +97,9 @@ def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigm
     key, k_start = jax.random.split(key)
     schedule = first_run(config)
     state, opts, tstates = start(k_start, schedule, 1.0, jnp.inf)
-    flags = jnp.zeros(len(termination.STOP_NAMES), bool)
+    flags = strategy.stop(state, opts)  # only invalid_input can be set before a generation
     best = initial_best(pipeline, state)
-    carry = (key, state, opts, tstates, schedule, best, flags, jnp.asarray(False))
+    carry = (key, state, opts, tstates, schedule, best, flags, jnp.any(flags & end_all))
 
     def cond(carry):
         return ~carry[-1]
@@ -106,7 +107,7 @@ def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigm
     def body(carry):
         key, state, opts, tstates, schedule, best, _, done = carry
         key, k_ask, k_plan, k_start = jax.random.split(key, 4)
-        state, tstates, best = generation(
+        state, tstates, best, _ = generation(
             strategy, pipeline, problem, k_ask, state, tstates, best, running=~done
         )
         flags = strategy.stop(state, opts)
@@ -117,15 +118,20 @@ def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigm
                 config, schedule, state.evals, k_plan
             )
             new_state, new_opts, new_aux = start(k_start, schedule, factor, maxiter_cap)
-            return new_state, new_opts, new_aux, schedule, exhausted
+            # a run drawn with invalid input (x0 function returning NaN) ends everything
+            invalid = strategy.stop(new_state, new_opts)[-1]
+            return new_state, new_opts, new_aux, schedule, exhausted, invalid
 
         def keep(args):
-            return (*args, jnp.asarray(False))
+            return (*args, jnp.asarray(False), jnp.asarray(False))
 
         run_over = jnp.any(flags)
         ends_all = jnp.any(flags & end_all)
         restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, tstates, schedule))
-        done = ends_all | restarted[-1]
+        invalid_next = restarted[-1]
+        flags = flags.at[-1].set(flags[-1] | invalid_next)
+        restarted = restarted[:-1]
+        done = ends_all | restarted[-1] | invalid_next
         # A finished optimisation keeps its last run's state, options and schedule.
         state, opts, tstates, schedule = jax.tree.map(
             lambda old, new: jnp.where(done, old, new),
@@ -237,10 +243,18 @@ def minimize_restarts(
       keyed: whether `fn` takes a PRNG key; see `evojax_cma.minimize`.
 
     Returns:
-      A `RestartResult`.
+      A `RestartResult`. A run whose input is invalid (a σ0, or an x0 drawn by a function,
+      only known inside the user's ``jit``/``vmap``) ends the optimisation with the
+      ``invalid_input`` flag, keeping the best point of the runs before it.
+
+    Raises:
+      TypeError, ValueError: as `evojax_cma.minimize`, before anything is traced; and
+        ``restarts`` whose population ``λ0 incpopsize^restarts`` exceeds ``2**31 - 1``
+        numbers (pass ``max_popsize`` or fewer restarts).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    check_key(key)
     x0_fn = x0 if callable(x0) else None
     if x0_fn is not None:
         check_x0_function(x0_fn)
@@ -254,12 +268,14 @@ def minimize_restarts(
             raise ValueError(f"x0 must be a vector or a function of a key, got shape {shape}")
         n = int(shape[0])
         check_x0_vector(x0, n, "minimize_restarts")
-    check_positive_scalar("sigma0", sigma0)
+    dtype = np.dtype(jnp.result_type(float)) if x0_fn is not None else state_dtype(x0)
+    check_sigma0(sigma0, dtype)
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
     options = dict(options or {})
-    check_options("termination option(s)", options, frozenset(termination.STOP_NAMES))
+    check_options("termination option(s)", options, frozenset(termination.CRITERIA))
     for name, value in options.items():
-        if is_concrete(value) and np.any(np.isnan(np.asarray(value, float))):
-            raise ValueError(f"option {name} must not be NaN, got {value}")
+        termination.check_stop_option(name, value)
     config = restart_config(n, popsize, restarts, incpopsize, bipop, max_popsize)
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
@@ -275,6 +291,7 @@ def minimize_restarts(
         bound_handler=bound_handler,
         encoding=encoding,
         noise_handling=noise_handling,
+        dtype=dtype,
     )
     options = pipeline.stop_defaults(options)
     overrides = {k: jnp.asarray(v) for k, v in options.items()}

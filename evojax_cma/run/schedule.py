@@ -27,6 +27,7 @@ The driver that runs it inside ``jit`` is `evojax_cma.run.restarts`; the host dr
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from evojax_cma.core import termination
-from evojax_cma.core.validation import check_int
+from evojax_cma.core.validation import MAX_ELEMENTS, check_int, check_rows
 from evojax_cma.strategies.cma_family import default_popsize
 
 
@@ -60,7 +61,8 @@ def restart_config(
 
     Raises:
       TypeError, ValueError: for a ``restarts < 0``, ``incpopsize < 1``, a negative
-        ``bipop`` or ``max_popsize < popsize``, before anything is traced.
+        ``bipop``, ``max_popsize < popsize``, or a ``max_popsize`` (given or implied by
+        ``restarts``) of more than ``2**31 - 1`` numbers, before anything is traced.
     """
     lam0 = default_popsize(num_dims) if popsize is None else check_int("popsize", popsize, 2)
     restarts = check_int("restarts", restarts, 0)
@@ -71,8 +73,17 @@ def restart_config(
     if not isinstance(bipop, bool | int | float) or not float(bipop) >= 0:
         raise ValueError(f"bipop must be a bool or a number >= 0, got {bipop!r}")
     if max_popsize is None:
-        max_popsize = int(lam0 * incpopsize**restarts)
+        log_rows = math.log(lam0) + restarts * math.log(incpopsize)
+        if log_rows + math.log(num_dims) > math.log(MAX_ELEMENTS):
+            raise ValueError(
+                f"restarts={restarts} with incpopsize={incpopsize} needs max_popsize = "
+                f"popsize * incpopsize**restarts = {math.exp(min(log_rows, 700)):.3g} rows of "
+                f"{num_dims} numbers; the limit is 2**31 - 1 numbers: pass fewer restarts "
+                "or max_popsize"
+            )
+        max_popsize = int(lam0 * float(incpopsize) ** restarts)
     max_popsize = check_int("max_popsize", max_popsize, lam0)
+    check_rows("max_popsize", max_popsize, num_dims)
     return RestartConfig(lam0, restarts, float(incpopsize), float(bipop), max_popsize)
 
 
@@ -162,8 +173,8 @@ def run_stop_options(
     )
 
 
-ENDS_ALL = ("ftarget", "maxfevals")
-"""Criteria that end the whole optimisation rather than one run."""
+ENDS_ALL = ("ftarget", "maxfevals", "invalid_input")
+"""Flags that end the whole optimisation rather than one run."""
 
 
 __all__ = [

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import Array, lax
 
 from evojax_cma.core import types
+from evojax_cma.core.shaping import fitness_in
 from evojax_cma.transforms.base import Evaluated, Pipeline, distribution
 from evojax_cma.transforms.noise import NoiseHandler
 
@@ -60,7 +61,12 @@ def initial_best(pipeline: Pipeline, state: Any) -> Best:
 
 
 def update_best(best: Best, points: Array, f: Array, popsize: Any) -> Best:
-    """Fold a generation's evaluated `points` and raw `f` (NaN: infeasible) into `best`."""
+    """Fold a generation's evaluated `points` and raw `f` (NaN: infeasible) into `best`.
+
+    `f` is taken in the dtype of ``best.f`` (the state's; finite values beyond its range
+    clipped, `evojax_cma.core.shaping.fitness_in`), whatever the objective returns.
+    """
+    f = fitness_in(f, best.f.dtype)
     ok = (jnp.arange(f.shape[0]) < popsize) & jnp.isfinite(f)
     f = jnp.where(ok, f, jnp.inf)
     i = jnp.argmin(f)
@@ -99,6 +105,7 @@ def evaluate(
     G = None
     if problem.constraints is not None:
         G = population_fitness(problem.constraints, problem.batched, points)
+        G = jnp.asarray(G, points.dtype)
     return F, G
 
 
@@ -243,8 +250,11 @@ def generation(
     best: Best,
     running: Any = True,
     chunked: bool = False,
-) -> tuple[Any, tuple[Any, ...], Best]:
-    """One generation in JAX; returns ``(state, tstates, best)``.
+) -> tuple[Any, tuple[Any, ...], Best, Array]:
+    """One generation in JAX; returns ``(state, tstates, best, F)``.
+
+    ``F`` is the generation's objective values (``(rows,)``, NaN where a constraint is
+    violated), for the history.
 
     With `chunked`, the population is sampled, evaluated and told chunk by chunk (the
     pipeline must be stateless: encodings and the bound transform).
@@ -256,8 +266,9 @@ def generation(
         )
         assert strategy.tell_keyed is not None
         state = strategy.tell_keyed(key, state, F)
+        F = fitness_in(F, best.f.dtype)
         best_f = jnp.minimum(best.f, jnp.min(jnp.where(jnp.isnan(F), jnp.inf, F)))
-        return state, tstates, Best(pipeline.decode(state.best_x), best_f)
+        return state, tstates, Best(pipeline.decode(state.best_x), best_f), F
     population, state, stages = propose(strategy, pipeline, key, state, running)
     repeats = repeats_now(pipeline, tstates)
     top = max_repeats(pipeline)
@@ -273,7 +284,7 @@ def generation(
         state, tstates = adapt_to_reevaluation(
             strategy, pipeline, state, tstates, outs, F2, G2, index, valid, repeats
         )
-    return state, tstates, best
+    return state, tstates, best, jnp.where(feasible(G), F, jnp.nan)
 
 
 __all__ = [

@@ -15,12 +15,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from evojax_cma.core import progress, termination, validation
 from evojax_cma.core.gaussian import NoisePlan, all_noise, noise_chunk, utility_sums
-from evojax_cma.core.shaping import rank_order, rank_population
+from evojax_cma.core.shaping import fitness_in, rank_order, rank_population
 from evojax_cma.core.types import Strategy, build_strategy
 
 
@@ -41,6 +43,36 @@ class GaussianState(progress.RunState):
 Update = Callable[[GaussianState, tuple[Array, ...]], tuple[Array, Array, Any]]
 
 
+def _cast_float(p: Any, dtype: Any) -> Array:
+    """A params leaf in the state's dtype if floating (integers keep theirs)."""
+    p = jnp.asarray(p)
+    return p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p
+
+
+def bounded(v: Array) -> Array:
+    """`v` scaled down uniformly (direction kept) so that ``max |v| <= sqrt(finfo.max) / 4``.
+
+    Guards the optimiser: Adam's second moment squares the gradient, and raw utilities of
+    ``|f| >= 1e20`` would overflow it in float32 (a uniform rescaling, which Adam ignores
+    and which keeps an SGD step finite). Values below the limit are unchanged.
+    """
+    limit = float(np.sqrt(np.finfo(v.dtype).max)) / 4
+    size = jnp.max(jnp.abs(v))
+    return v * jnp.where(size > limit, limit / jnp.where(size > limit, size, 1.0), 1.0)
+
+
+def sigma_floor(sigma: Array, mean: Array) -> Array:
+    """The least σ a decaying or learned σ may reach: ``min(σ, max(eps max|m|, sqrt(tiny)))``.
+
+    Below ``eps max|m|`` a step rounds to nothing at the mean, below ``sqrt(tiny)`` (the
+    smallest σ0 accepted) ``1/σ`` in the gradient overflows its square; a σ already below
+    stays where it is (the floor never raises σ).
+    """
+    info = jnp.finfo(mean.dtype)
+    floor = jnp.maximum(info.eps * jnp.max(jnp.abs(mean)), jnp.sqrt(info.tiny))
+    return jnp.minimum(sigma, floor)
+
+
 def score_function_strategy(
     *,
     name: str,
@@ -55,6 +87,7 @@ def score_function_strategy(
     options: dict[str, Any],
     stop_defaults: dict[str, Any],
     capabilities: frozenset[str],
+    params_ok: Callable[[Any], Any] | None = None,
 ) -> Strategy:
     """Assemble a `Strategy` from a strategy's features and update rule.
 
@@ -66,13 +99,16 @@ def score_function_strategy(
         the update needs.
       update: ``(state, sums) -> (mean, sigma, opt_state)``; ``sums[k] = Σ_i u_i φ_k(ε_i)``.
       default_params: ``() -> params``.
-      check_params: validates user params before tracing, returns them.
+      check_params: validates user params before tracing (type, shapes, concrete values
+        in range), returns them; the drivers call it too.
       init_sigma: ``(sigma0 array, params) -> sigma`` of the state.
       init_opt: ``(mean, sigma, params) -> opt_state``.
       options: the static options to record in ``Strategy.options``: every setting that
         changes the behaviour (strategies compare equal, and share compiled code, by them).
       stop_defaults: default termination thresholds.
       capabilities: the `Strategy.capabilities` to declare.
+      params_ok: ``params -> traced bool`` for ``invalid_input`` (the jittable twin of
+        `check_params`).
     """
     n, lam = plan.num_dims, plan.popsize
 
@@ -81,6 +117,7 @@ def score_function_strategy(
         del key
         params = default_params() if params is None else check_params(params)
         x0 = progress.start_point(x0, sigma0, n)
+        params = jax.tree.map(lambda p: _cast_float(p, x0.dtype), params)
         sigma = init_sigma(jnp.asarray(sigma0, x0.dtype), params)
         return GaussianState(
             mean=x0,
@@ -98,10 +135,18 @@ def score_function_strategy(
     ) -> tuple[Array, GaussianState]:
         """All λ points ``m + σ ε``; chunk c's noise comes from ``fold_in(key, c)``."""
         del running
+        validation.check_key(key)
+        check_state(state)
         return points(state, all_noise(plan, key, state.mean.dtype)), state
+
+    params_cls = type(default_params())
+
+    def check_state(state: Any) -> None:
+        validation.check_state(name, state, GaussianState, params_cls)
 
     def ask_chunk(key: Array, state: GaussianState, index: Any) -> Array:
         """The ``chunk_size`` points of chunk `index` of ``ask(key, state)``."""
+        validation.check_key(key)
         return points(state, noise_chunk(plan, key, index, state.mean.dtype))
 
     def finish(state, sums, best_x, f_sorted) -> GaussianState:
@@ -117,16 +162,18 @@ def score_function_strategy(
     def utilities(state: GaussianState, fitness: Array) -> Array:
         # a non-finite utility (raw shaping of a NaN) would make the whole update NaN
         u = shaping_fn(fitness).astype(state.mean.dtype)
-        return jnp.where(jnp.isfinite(u), u, 0.0)
+        return bounded(jnp.where(jnp.isfinite(u), u, 0.0))
 
     def prepare(state: GaussianState, fitness: Any):
+        check_state(state)
         validation.check_population("fitness", fitness, (lam,))
-        fitness = jnp.asarray(fitness, state.mean.dtype)
+        fitness = fitness_in(fitness, state.mean.dtype)
         order, f_sorted = rank_order(fitness)
         return utilities(state, fitness), order, f_sorted
 
     def tell(state: GaussianState, population: Any, fitness: Any) -> GaussianState:
         """Update from the evaluated population: ``ε = (x - m) / σ`` for each point."""
+        check_state(state)
         validation.check_population("population", population, (lam, n))
         population, fitness, order, f_sorted = rank_population(population, fitness, state.mean)
         u = utilities(state, fitness)
@@ -154,8 +201,16 @@ def score_function_strategy(
     functions: dict[str, Callable[..., Any]] = dict(
         default_params=default_params, init=init, ask=ask, tell=tell, summary=summary
     )
-    functions.update(ask_chunk=ask_chunk, tell_keyed=tell_keyed)
+    functions.update(ask_chunk=ask_chunk, tell_keyed=tell_keyed, check_params=check_params)
     options = {"antithetic": plan.antithetic, "chunk_size": plan.chunk_size, **options}
     return build_strategy(
-        name, n, lam, options, stop_defaults, functions, capabilities, chunk_size=plan.chunk_size
+        name,
+        n,
+        lam,
+        options,
+        stop_defaults,
+        functions,
+        capabilities,
+        chunk_size=plan.chunk_size,
+        params_ok=params_ok,
     )

@@ -60,6 +60,7 @@ from evojax_cma.core import progress, shaping, termination, validation
 from evojax_cma.core.linalg import refresh_eigensystem
 from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
+    CMA_RANGES,
     cumulate,
     default_popsize,
     expected_norm,
@@ -234,7 +235,8 @@ def _default_params(setup: _Setup, popsize: Any = None, **overrides: Any) -> CMA
 
     Raises:
       TypeError: an unknown override name (the message lists the valid ones).
-      ValueError: ``popsize`` out of range, an override of the wrong shape or NaN.
+      ValueError: ``popsize`` out of range, an override of the wrong shape or NaN, or
+        concrete params outside their ranges (`_check_params`).
     """
     n, cap = setup.num_dims, setup.capacity
     shapes: dict[str, tuple[int, ...] | None] = {
@@ -256,7 +258,31 @@ def _default_params(setup: _Setup, popsize: Any = None, **overrides: Any) -> CMA
             *args, **{k: np.asarray(v, np.float64) for k, v in overrides.items()}
         )
     fields = {k: jnp.asarray(v, dtype) for k, v in values.items() if k != "popsize"}
-    return CMAParams(**fields, popsize=jnp.asarray(values["popsize"], jnp.int32))
+    params = CMAParams(**fields, popsize=jnp.asarray(values["popsize"], jnp.int32))
+    validation.check_ranges("cma_es.default_params", params, _ranges(cap), prefix="")
+    return params
+
+
+def _ranges(capacity: int) -> tuple[validation.Range, ...]:
+    """`CMA_RANGES` and CMA-ES's own: ``eigen_gap >= 0``, ``2 <= popsize <= max_popsize``."""
+    return (
+        *CMA_RANGES,
+        validation.field("eigen_gap", 0.0, math.inf, lower_closed=True, upper_closed=True),
+        validation.field("popsize", 2, capacity, lower_closed=True, upper_closed=True),
+    )
+
+
+def _check_params(setup: _Setup, params: Any) -> CMAParams:
+    """Require `CMAParams` of this strategy's shapes with concrete values in range.
+
+    Raises:
+      TypeError: not a `CMAParams`.
+      ValueError: a wrong shape, or a concrete value outside its range (`CMA_RANGES`,
+        ``eigen_gap >= 0``, ``2 <= popsize <= max_popsize``; NaN included).
+    """
+    validation.check_named_tuple(params, CMAParams, {"weights": (setup.capacity,)})
+    validation.check_ranges("cma_es", params, _ranges(setup.capacity))
+    return params
 
 
 def _init(
@@ -265,16 +291,14 @@ def _init(
     """Start a run at mean `x0` with step size `sigma0`.
 
     `key` is accepted for a uniform interface (CMA-ES needs no randomness here). The
-    dtype of the state is that of `x0` if floating, else JAX's default float.
+    dtype of the state is that of `x0` if floating, else JAX's default float. Params are
+    checked by `_check_params` (values where concrete).
     """
     del key
-    n, cap = setup.num_dims, setup.capacity
+    n = setup.num_dims
     if params is None:
         params = _default_params(setup)
-    validation.check_named_tuple(params, CMAParams, {"weights": (cap,)})
-    size = params.popsize
-    if validation.is_concrete(size) and np.ndim(size) == 0 and not 2 <= int(size) <= cap:
-        raise ValueError(f"params.popsize must be in [2, {cap}], got {int(size)}")
+    _check_params(setup, params)
     params = params._replace(popsize=jnp.asarray(params.popsize, jnp.int32))
     fields = progress.initial_fields(x0, sigma0, params, n, setup.popsize)
     dtype = fields["mean"].dtype
@@ -302,6 +326,8 @@ def _ask(
     C is decomposed first when ``eigen_gap`` generations have passed since the last
     decomposition, as pycma's lazy update does (``running=False`` skips it).
     """
+    validation.check_key(key)
+    validation.check_state("cma_es.ask", state, CMAState, CMAParams)
     g, g_eig = state.generation, state.eigen_generation
     need = (g > g_eig) & ((g - g_eig).astype(state.sigma.dtype) >= state.params.eigen_gap)
     need = need & jnp.asarray(running, bool)
@@ -319,6 +345,7 @@ def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAS
     after ``ask``. Non-finite fitness ranks worst (`evojax_cma.core.shaping`).
     """
     n, cap = setup.num_dims, setup.capacity
+    validation.check_state("cma_es.tell", state, CMAState, CMAParams)
     validation.check_population("population", population, (cap, n))
     p = state.params
     # Rows from params.popsize on are padding: they rank after all others (weight 0).
@@ -426,8 +453,8 @@ def cma_es(
 
     Raises:
       TypeError: unknown option names or arguments of the wrong type.
-      ValueError: ``num_dims < 1``, ``popsize < 2``, ``max_popsize < popsize`` or an
-        unknown preset.
+      ValueError: ``num_dims < 1``, ``popsize < 2``, ``max_popsize < popsize``, a
+        population of more than ``2**31 - 1`` numbers, or an unknown preset.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -442,6 +469,7 @@ def cma_es(
     n = validation.check_int("num_dims", num_dims, 1)
     lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
     cap = lam if max_popsize is None else validation.check_int("max_popsize", max_popsize, lam)
+    validation.check_rows("popsize" if max_popsize is None else "max_popsize", cap, n)
     validation.check_options(
         "cma_es option(s)", static_options, _STRUCTURAL_OPTIONS | set(termination.STOP_NAMES)
     )
@@ -453,7 +481,9 @@ def cma_es(
         raise TypeError(f"active must be a bool, got {active!r}")
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
     setup = _Setup(n, lam, cap, preset, active)
-    functions = {f.__name__[1:]: _bind(f, setup) for f in (_default_params, _init, _ask, _tell)}
+    bound = (_default_params, _init, _ask, _tell, _check_params)
+    functions = {f.__name__[1:]: _bind(f, setup) for f in bound}
+    ranges = _ranges(cap)
     return build_strategy(
         "cma_es",
         n,
@@ -463,4 +493,5 @@ def cma_es(
         {**functions, "summary": summary},
         {COVARIANCE, WEIGHTED, MASKED_POPSIZE},
         popsize_of=lambda state: state.params.popsize,
+        params_ok=lambda params: validation.ranges_ok(params, ranges),
     )

@@ -27,6 +27,40 @@ import numpy as np
 from jax import Array
 
 from evojax_cma.core.shaping import cma_raw_weights, mueff_of
+from evojax_cma.core.validation import Range, field
+
+_COMMON_RANGES: tuple[Range, ...] = (
+    field("weights"),  # finite
+    Range("weights (sum of the positive ones)", lambda p, xp: xp.sum(xp.maximum(p.weights, 0))),
+    field("c_m", 0.0),
+    field("c_sigma", 0.0, 1.0),
+    field("d_sigma", 0.0),
+    field("c_c", 0.0, 1.0, upper_closed=True),
+    field("c1", 0.0, 1.0, lower_closed=True, upper_closed=True),
+    field("chi_n", 0.0),
+    field("max_log_sigma_change", 0.0, math.inf, upper_closed=True),
+)
+
+CMA_RANGES: tuple[Range, ...] = (
+    *_COMMON_RANGES,
+    field("c_mu", 0.0, 1.0, lower_closed=True, upper_closed=True),
+    # to rounding: pycma's default c_mu is min(1 - c1, ...)
+    Range("c1 + c_mu", lambda p, xp: xp.asarray(p.c1 + p.c_mu), 0.0, 1.0 + 1e-6, True, True),
+)
+"""Ranges of CMA-ES params (Hansen's tutorial, Eqs. 54-58; pycma's checks):
+``0 < c_sigma < 1``, ``0 < c_c <= 1``, ``c1, c_mu >= 0`` with ``c1 + c_mu <= 1``,
+``d_sigma, chi_n, c_m > 0``, finite weights with a positive sum of the positive ones;
+``max_log_sigma_change`` may be inf. NaN is out of every range."""
+
+SEP_RANGES: tuple[Range, ...] = (
+    *_COMMON_RANGES,
+    field("c_mu", 0.0, lower_closed=True),
+    Range("c1 + c_mu", lambda p, xp: xp.asarray(p.c1 + p.c_mu), 0.0, 2.0, True, False),
+)
+"""Ranges of sep-CMA-ES params: as `CMA_RANGES`, but ``c1 + c_mu < 2``. The separable rate
+``(n+2)/3 c_cov`` of [RH08] (and cmaes' ``SepCMA``) exceeds ``1 - c1`` for small n or large λ
+(n = 10, λ = 100), so the diagonal's decay ``1 - c1 - c_mu`` may be negative, but it must stay
+above -1 or the diagonal grows without bound (``c_mu = 5``: NaN after two generations)."""
 
 H_SIGMA_RULES = ("pycma", "tutorial")
 
@@ -150,7 +184,9 @@ def cumulate(
 
 
 __all__ = [
+    "CMA_RANGES",
     "H_SIGMA_RULES",
+    "SEP_RANGES",
     "Paths",
     "cma_raw_weights",
     "cumulate",

@@ -25,6 +25,7 @@ diagonal of the implied covariance is not formed).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -35,6 +36,17 @@ from jax import Array, lax
 from evojax_cma.core import progress, shaping, termination, validation
 from evojax_cma.core.types import WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import cma_raw_weights, default_popsize
+
+LM_RANGES: tuple[validation.Range, ...] = (
+    validation.field("weights"),  # finite
+    validation.Range("weights (sum)", lambda p, xp: xp.sum(p.weights), 0.0),
+    validation.field("c_sigma", 0.0, 1.0, upper_closed=True),
+    validation.field("d_sigma", 0.0),
+    validation.field("c_d", 0.0, 1.0, lower_closed=True),  # 1 - c_d is inverted in tell
+    validation.field("c_c", 0.0, 1.0, lower_closed=True, upper_closed=True),
+)
+"""Ranges of `LMMAParams`: ``0 < c_sigma <= 1``, ``d_sigma > 0``, ``0 <= c_d < 1``,
+``0 <= c_c <= 1``, finite weights with a positive sum."""
 
 
 class LMMAParams(NamedTuple):
@@ -95,6 +107,8 @@ def lm_ma_es(
     n = validation.check_int("num_dims", num_dims, 2)
     lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
     m = default_popsize(n) if memory is None else validation.check_int("memory", memory, 1)
+    validation.check_rows("popsize", lam, n)
+    validation.check_rows("memory", m, n)
     validation.check_options("lm_ma_es option(s)", static_options, set(termination.STOP_NAMES))
     stop_defaults = dict(static_options)
     j = np.arange(m)
@@ -118,18 +132,33 @@ def lm_ma_es(
 
         Raises:
           TypeError: an unknown override name (the message lists the valid ones).
+          ValueError: a concrete value out of range (`LM_RANGES`).
         """
         validation.check_overrides("lm_ma_es.default_params", overrides, shapes)
         dtype = jnp.result_type(float)
         values = {**constants, **overrides}
-        return LMMAParams(**{k: jnp.asarray(v, dtype) for k, v in values.items()})
+        params = LMMAParams(**{k: jnp.asarray(v, dtype) for k, v in values.items()})
+        validation.check_ranges("lm_ma_es.default_params", params, LM_RANGES, prefix="")
+        return params
+
+    def check_params(params: Any) -> LMMAParams:
+        """Require `LMMAParams` of this strategy's shapes, concrete values in `LM_RANGES`.
+
+        Raises:
+          TypeError: not a `LMMAParams`.
+          ValueError: a wrong shape or a concrete value out of range.
+        """
+        validation.check_named_tuple(
+            params, LMMAParams, {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
+        )
+        validation.check_ranges("lm_ma_es", params, LM_RANGES)
+        return params
 
     def init(key: Array, x0: Any, sigma0: Any, params: LMMAParams | None = None) -> LMMAState:
         """Start at `x0` with step size `sigma0` and no directions (`key` is unused)."""
         del key
-        shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
         params = default_params() if params is None else params
-        validation.check_named_tuple(params, LMMAParams, shapes)
+        check_params(params)
         fields = progress.initial_fields(x0, sigma0, params, n, lam)
         dtype = fields["mean"].dtype
         return LMMAState(p_sigma=jnp.zeros(n, dtype), M=jnp.zeros((m, n), dtype), **fields)
@@ -168,11 +197,14 @@ def lm_ma_es(
     def ask(key: Array, state: LMMAState, *, running: Any = True) -> tuple[Array, LMMAState]:
         """Sample ``m + σ d``, ``d = A_m ... A_1 z`` (Alg. 1, lines 5-9)."""
         del running
+        validation.check_key(key)
+        validation.check_state("lm_ma_es.ask", state, LMMAState, LMMAParams)
         z = jax.random.normal(key, (lam, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * chain(state, z, inverse=False), state
 
     def tell(state: LMMAState, population: Any, fitness: Any) -> LMMAState:
         """Update mean, paths, directions and σ (Alg. 1, lines 10-14)."""
+        validation.check_state("lm_ma_es.tell", state, LMMAState, LMMAParams)
         validation.check_population("population", population, (lam, n))
         p = state.params
         population, _, order, f_sorted = shaping.rank_population(population, fitness, state.mean)
@@ -203,5 +235,17 @@ def lm_ma_es(
         ones = jnp.ones(n, state.mean.dtype)
         return termination.diagonal_summary(state.mean, state.sigma, state.sigma0, ones)
 
-    functions = dict(default_params=default_params, init=init, ask=ask, tell=tell, summary=summary)
-    return build_strategy("lm_ma_es", n, lam, {"memory": m}, stop_defaults, functions, {WEIGHTED})
+    functions: dict[str, Callable[..., Any]] = dict(
+        default_params=default_params, init=init, ask=ask, tell=tell, summary=summary
+    )
+    functions["check_params"] = check_params
+    return build_strategy(
+        "lm_ma_es",
+        n,
+        lam,
+        {"memory": m},
+        stop_defaults,
+        functions,
+        {WEIGHTED},
+        params_ok=lambda params: validation.ranges_ok(params, LM_RANGES),
+    )

@@ -16,15 +16,22 @@ with utilities :math:`u_i` from fitness shaping (centred ranks by default, [SHC1
 Weight decay adds ``weight_decay * m`` to :math:`g` (the L2 penalty of [SHC17] §2.2), and
 the optax optimiser (Adam by default, [SHC17] §3) turns :math:`g` into a step. σ is fixed or
 decays geometrically: :math:`\sigma \leftarrow \max(\sigma_{\min}, \sigma \cdot
-\text{sigma\_decay})` after each generation.
+\text{sigma\_decay})` after each generation, and never below the dtype's floor
+(`evojax_cma.strategies._score_function.sigma_floor`: the resolution ``eps max|m|`` of the
+mean and ``sqrt(tiny)``), so that a decay with ``sigma_min = 0`` cannot underflow σ to 0.
+
+Numerical guards: utilities and the gradient are scaled down uniformly when their largest
+entry exceeds ``sqrt(finfo.max) / 4`` (``shaping="raw"`` with ``|f| >= 1e20`` would
+otherwise overflow Adam's second moment in float32; Adam ignores a uniform scale).
 """
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import Array
 
@@ -38,7 +45,12 @@ from evojax_cma.core.gaussian import (
     resolve_shaping,
 )
 from evojax_cma.core.types import CHUNKED, Strategy
-from evojax_cma.strategies._score_function import GaussianState, score_function_strategy
+from evojax_cma.strategies._score_function import (
+    GaussianState,
+    bounded,
+    score_function_strategy,
+    sigma_floor,
+)
 
 
 class OpenESParams(NamedTuple):
@@ -87,8 +99,9 @@ def open_es(
         ``ask_chunk``/``tell_keyed`` and ``minimize(..., chunked=True)`` never form the
         whole population. Default: one chunk.
       weight_decay: default L2 coefficient (see `OpenESParams`), >= 0.
-      sigma_decay: default factor on σ per generation (1: fixed σ), > 0.
-      sigma_min: default lower bound of σ under decay, >= 0.
+      sigma_decay: default factor on σ per generation (1: fixed σ), in (0, 1].
+      sigma_min: default lower bound of σ under decay, >= 0 (σ also stops at the
+        dtype's floor, see the module docstring).
       **stop_options: default termination thresholds under pycma's names.
 
     Returns:
@@ -109,13 +122,18 @@ def open_es(
     """
     n = validation.check_int("num_dims", num_dims, 1)
     lam = validation.check_int("popsize", popsize, 2)
+    validation.check_rows("popsize", lam, n)
     if not isinstance(antithetic, bool):
         raise TypeError(f"antithetic must be a bool, got {antithetic!r}")
+    chunk_size = validation.integer("chunk_size", chunk_size)
     plan = NoisePlan(lam, n, check_chunking(lam, chunk_size, antithetic), antithetic)
+    learning_rate = validation.real_number("learning_rate", learning_rate)
     spec = optimizer_spec(optimizer, learning_rate)
     shaping_fn = resolve_shaping(shaping)
     fields = dict(weight_decay=weight_decay, sigma_decay=sigma_decay, sigma_min=sigma_min)
+    fields = {k: validation.real_number(k, v) for k, v in fields.items()}
     _check_fields(fields)
+    ranges = (*_FIELD_RANGES, *_optimizer_ranges("optimizer", spec.defaults))
     validation.check_options("open_es option(s)", stop_options, set(termination.STOP_NAMES))
     tx = spec.build()
 
@@ -141,16 +159,22 @@ def open_es(
         )
 
     def check_params(params: Any) -> OpenESParams:
+        """Require `OpenESParams` with concrete values in range.
+
+        The ranges: `_FIELD_RANGES`, a learning rate > 0, finite optax hyperparameters.
+        """
         validation.check_named_tuple(params, OpenESParams, {"weight_decay": ()})
         check_hparams("params.optimizer", params.optimizer)
+        validation.check_ranges("open_es", params, ranges)
         return params
 
     def update(state: GaussianState, sums: tuple[Array, ...]) -> tuple[Array, Array, Any]:
         p = state.params
         grad = sums[0] / (lam * state.sigma) + p.weight_decay * state.mean  # [SHC17] Alg. 1
-        updates, opt_state = tx.update(grad, state.opt_state, state.mean)
+        updates, opt_state = tx.update(bounded(grad), state.opt_state, state.mean)
         mean = cast(Array, optax.apply_updates(state.mean, updates))
         sigma = jnp.maximum(p.sigma_min, state.sigma * p.sigma_decay)
+        sigma = jnp.maximum(sigma, sigma_floor(state.sigma, state.mean))
         return mean, sigma.astype(state.sigma.dtype), opt_state
 
     return score_function_strategy(
@@ -171,18 +195,26 @@ def open_es(
         ),
         stop_defaults=stop_options,
         capabilities=frozenset({CHUNKED}),
+        params_ok=lambda params: validation.ranges_ok(params, ranges),
+    )
+
+
+_FIELD_RANGES = (
+    validation.field("weight_decay", 0.0, lower_closed=True),
+    validation.field("sigma_decay", 0.0, 1.0, upper_closed=True),
+    validation.field("sigma_min", 0.0, lower_closed=True),
+)
+"""``weight_decay >= 0``, ``0 < sigma_decay <= 1`` (a decay; >1 would grow σ without bound),
+``sigma_min >= 0``; all finite."""
+
+
+def _optimizer_ranges(owner: str, hparams: dict[str, Any]) -> tuple[validation.Range, ...]:
+    """A learning rate > 0 and finite values for every injected optax hyperparameter."""
+    return tuple(
+        validation.hparam(owner, k, 0.0 if k == "learning_rate" else -math.inf) for k in hparams
     )
 
 
 def _check_fields(values: dict[str, Any]) -> None:
     """Range checks of the scalar fields, where their values are concrete."""
-    for name, minimum, strict in (
-        ("weight_decay", 0, False),
-        ("sigma_min", 0, False),
-        ("sigma_decay", 0, True),
-    ):
-        if validation.any_traced(values[name]):
-            continue
-        v = np.asarray(values[name])  # NumPy: jnp would be staged inside a jit
-        if not (v > minimum if strict else v >= minimum):
-            raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {v}")
+    validation.check_ranges("open_es", SimpleNamespace(**values), _FIELD_RANGES, prefix="")

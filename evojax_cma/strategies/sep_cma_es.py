@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -47,6 +48,7 @@ from jax import Array
 from evojax_cma.core import progress, shaping, termination, validation
 from evojax_cma.core.types import DIAGONAL, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
+    SEP_RANGES,
     cumulate,
     default_popsize,
     expected_norm,
@@ -156,6 +158,7 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
     """
     n = validation.check_int("num_dims", num_dims, 1)
     lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
+    validation.check_rows("popsize", lam, n)
     validation.check_options(
         "sep_cma_es option(s)", static_options, {"preset"} | set(termination.STOP_NAMES)
     )
@@ -175,19 +178,33 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
 
         Raises:
           TypeError: an unknown override name (the message lists the valid ones).
+          ValueError: a concrete value out of range (`check_params`).
         """
         validation.check_overrides("sep_cma_es.default_params", overrides, shapes)
         if not validation.any_traced(overrides):
             overrides = {k: np.asarray(v, np.float64) for k, v in overrides.items()}
         constants = sep_default_constants(n, lam, preset, **overrides)
         dtype = jnp.result_type(float)
-        return SepCMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
+        params = SepCMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
+        validation.check_ranges("sep_cma_es.default_params", params, SEP_RANGES, prefix="")
+        return params
+
+    def check_params(params: Any) -> SepCMAParams:
+        """Require `SepCMAParams` of this strategy's shapes, concrete values in range.
+
+        Raises:
+          TypeError: not a `SepCMAParams`.
+          ValueError: a wrong shape or a concrete value outside `SEP_RANGES`.
+        """
+        validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
+        validation.check_ranges("sep_cma_es", params, SEP_RANGES)
+        return params
 
     def init(key: Array, x0: Any, sigma0: Any, params: SepCMAParams | None = None) -> SepCMAState:
         """Start at mean `x0` with step size `sigma0` and C = I (`key` is unused)."""
         del key
         params = default_params() if params is None else params
-        validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
+        check_params(params)
         fields = progress.initial_fields(x0, sigma0, params, n, lam)
         zero = jnp.zeros(n, fields["mean"].dtype)
         return SepCMAState(C=jnp.ones_like(zero), p_sigma=zero, p_c=zero, **fields)
@@ -195,11 +212,14 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
     def ask(key: Array, state: SepCMAState, *, running: Any = True) -> tuple[Array, SepCMAState]:
         """Sample λ points ``m + σ sqrt(c) ⊙ z`` (Eqs. 38-40 with a diagonal C)."""
         del running  # nothing is amortised here
+        validation.check_key(key)
+        validation.check_state("sep_cma_es.ask", state, SepCMAState, SepCMAParams)
         z = jax.random.normal(key, (lam, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * (z * jnp.sqrt(state.C)[None, :]), state
 
     def tell(state: SepCMAState, population: Any, fitness: Any) -> SepCMAState:
         """Update mean, paths, σ and the diagonal of C from the evaluated population."""
+        validation.check_state("sep_cma_es.tell", state, SepCMAState, SepCMAParams)
         validation.check_population("population", population, (lam, n))
         p = state.params
         population, _, order, f_sorted = shaping.rank_population(population, fitness, state.mean)
@@ -241,8 +261,18 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
             state.mean, state.sigma, state.sigma0, jnp.sqrt(state.C), state.p_c
         )
 
-    functions = dict(default_params=default_params, init=init, ask=ask, tell=tell, summary=summary)
+    functions: dict[str, Callable[..., Any]] = dict(
+        default_params=default_params, init=init, ask=ask, tell=tell, summary=summary
+    )
+    functions["check_params"] = check_params
     options = {"preset": preset}
     return build_strategy(
-        "sep_cma_es", n, lam, options, stop_defaults, functions, {DIAGONAL, WEIGHTED}
+        "sep_cma_es",
+        n,
+        lam,
+        options,
+        stop_defaults,
+        functions,
+        {DIAGONAL, WEIGHTED},
+        params_ok=lambda params: validation.ranges_ok(params, SEP_RANGES),
     )

@@ -21,15 +21,18 @@ Both m and :math:`\log\sigma` descend :math:`J` along the score-function estimat
 two gradients goes through its own optax optimiser (Adam by default) with its own learning
 rate. σ then follows the landscape: it shrinks near a minimum (where larger perturbations
 are worse) and grows on a plateau whose improvements lie only in the tails. σ is clipped
-to ``[sigma_min, sigma_max]`` after each step.
+to ``[sigma_min, sigma_max]`` after each step, and never below the dtype's floor
+(`evojax_cma.strategies._score_function.sigma_floor`), so that ``log σ`` stays finite.
+Gradients and utilities are guarded as in `evojax_cma.open_es`.
 """
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import Array
 
@@ -43,7 +46,13 @@ from evojax_cma.core.gaussian import (
     resolve_shaping,
 )
 from evojax_cma.core.types import CHUNKED, Strategy
-from evojax_cma.strategies._score_function import GaussianState, score_function_strategy
+from evojax_cma.strategies._score_function import (
+    GaussianState,
+    bounded,
+    score_function_strategy,
+    sigma_floor,
+)
+from evojax_cma.strategies.open_es import _optimizer_ranges
 
 
 class VariationalParams(NamedTuple):
@@ -91,7 +100,7 @@ def variational(
       shaping: fitness shaping, as in `evojax_cma.open_es`.
       chunk_size: rows per noise chunk, as in `evojax_cma.open_es`.
       weight_decay: default L2 coefficient of the mean, >= 0.
-      sigma_min: default lower bound of σ.
+      sigma_min: default lower bound of σ, > 0.
       sigma_max: default upper bound of σ.
       **stop_options: default termination thresholds under pycma's names.
 
@@ -115,17 +124,27 @@ def variational(
     """
     n = validation.check_int("num_dims", num_dims, 1)
     lam = validation.check_int("popsize", popsize, 2)
+    validation.check_rows("popsize", lam, n)
     if not isinstance(antithetic, bool):
         raise TypeError(f"antithetic must be a bool, got {antithetic!r}")
+    chunk_size = validation.integer("chunk_size", chunk_size)
     plan = NoisePlan(lam, n, check_chunking(lam, chunk_size, antithetic), antithetic)
+    learning_rate = validation.real_number("learning_rate", learning_rate)
+    sigma_learning_rate = validation.real_number("sigma_learning_rate", sigma_learning_rate)
     mean_spec = optimizer_spec(optimizer, learning_rate)
     sigma_spec = optimizer_spec(optimizer, sigma_learning_rate)
     shaping_fn = resolve_shaping(shaping)
     fields = dict(weight_decay=weight_decay, sigma_min=sigma_min, sigma_max=sigma_max)
+    fields = {k: validation.real_number(k, v) for k, v in fields.items()}
     _check_fields(fields)
     validation.check_options("variational option(s)", stop_options, set(termination.STOP_NAMES))
     mean_tx, sigma_tx = mean_spec.build(), sigma_spec.build()
     optimizers = {"mean_optimizer": (mean_spec, ""), "sigma_optimizer": (sigma_spec, "sigma_")}
+    ranges = (
+        *_FIELD_RANGES,
+        *_optimizer_ranges("mean_optimizer", mean_spec.defaults),
+        *_optimizer_ranges("sigma_optimizer", sigma_spec.defaults),
+    )
 
     def default_params(**overrides: Any) -> VariationalParams:
         """The constructor's defaults, updated by `overrides`, as arrays of the default float.
@@ -154,9 +173,14 @@ def variational(
         )
 
     def check_params(params: Any) -> VariationalParams:
+        """Require `VariationalParams` with concrete values in range.
+
+        The ranges: `_FIELD_RANGES`, learning rates > 0, finite optax hyperparameters.
+        """
         validation.check_named_tuple(params, VariationalParams, {"weight_decay": ()})
         check_hparams("params.mean_optimizer", params.mean_optimizer)
         check_hparams("params.sigma_optimizer", params.sigma_optimizer)
+        validation.check_ranges("variational", params, ranges)
         return params
 
     def init_opt(mean: Array, sigma: Array, params: VariationalParams) -> Any:
@@ -170,11 +194,12 @@ def variational(
         mean_opt, sigma_opt = state.opt_state
         grad_mean = sums[0] / (lam * state.sigma) + p.weight_decay * state.mean
         grad_log_sigma = sums[1] / lam
-        step, mean_opt = mean_tx.update(grad_mean, mean_opt, state.mean)
+        step, mean_opt = mean_tx.update(bounded(grad_mean), mean_opt, state.mean)
         log_sigma = jnp.log(state.sigma)
-        s_step, sigma_opt = sigma_tx.update(grad_log_sigma, sigma_opt, log_sigma)
+        s_step, sigma_opt = sigma_tx.update(bounded(grad_log_sigma), sigma_opt, log_sigma)
         log_sigma = cast(Array, optax.apply_updates(log_sigma, s_step))
         sigma = jnp.clip(jnp.exp(log_sigma), p.sigma_min, p.sigma_max)
+        sigma = jnp.maximum(sigma, sigma_floor(state.sigma, state.mean))
         mean = cast(Array, optax.apply_updates(state.mean, step))
         return mean, sigma, (mean_opt, sigma_opt)
 
@@ -197,18 +222,26 @@ def variational(
         ),
         stop_defaults=stop_options,
         capabilities=frozenset({CHUNKED}),
+        params_ok=lambda params: validation.ranges_ok(params, ranges),
     )
+
+
+_FIELD_RANGES = (
+    validation.field("weight_decay", 0.0, lower_closed=True),
+    validation.field("sigma_min", 0.0),
+    validation.field("sigma_max", 0.0, math.inf, upper_closed=True),
+    validation.Range(
+        "sigma_max - sigma_min",
+        lambda p, xp: xp.asarray(p.sigma_max - p.sigma_min),
+        0.0,
+        math.inf,
+        upper_closed=True,
+        requirement="must be > 0 (need 0 < sigma_min < sigma_max)",
+    ),
+)
+"""``weight_decay >= 0``, ``0 < sigma_min < sigma_max`` (σ = 0 would make log σ infinite)."""
 
 
 def _check_fields(values: dict[str, Any]) -> None:
     """Range checks of the scalar fields, where their values are concrete."""
-    if validation.any_traced(values):
-        return
-    # NumPy: jnp comparisons would be staged inside a jit
-    weight_decay, sigma_min, sigma_max = (
-        np.asarray(values[k]) for k in ("weight_decay", "sigma_min", "sigma_max")
-    )
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if not 0 <= sigma_min < sigma_max:
-        raise ValueError(f"need 0 <= sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    validation.check_ranges("variational", SimpleNamespace(**values), _FIELD_RANGES, prefix="")

@@ -98,6 +98,9 @@ class Transform:
     def check(self, num_dims: int) -> None:
         """Raise a `ValueError` if the settings do not fit an ``n``-dimensional problem."""
 
+    def check_dtype(self, dtype: Any) -> None:
+        """Raise a `ValueError` if the settings are not representable in the run's `dtype`."""
+
     def init(self, num_dims: int, rows: int, dtype: Any) -> Any:
         """The state a run starts with (``()`` for none)."""
         del num_dims, rows, dtype
@@ -148,6 +151,11 @@ class Pipeline:
         """Check every transformation against ``n``."""
         for t in self.transforms:
             t.check(num_dims)
+
+    def check_dtype(self, dtype: Any) -> None:
+        """Check every transformation against the dtype the run computes in."""
+        for t in self.transforms:
+            t.check_dtype(dtype)
 
     def check_strategy(self, strategy: types.Strategy) -> None:
         """Raise a `ValueError` when a transformation needs what the strategy lacks.

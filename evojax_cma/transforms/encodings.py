@@ -37,7 +37,10 @@ Values = tuple[float, ...]
 
 
 def _values(name: str, value: Any) -> Values:
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real number or a vector of them, got {value!r}") from err
     if arr.ndim > 1:
         raise ValueError(f"{name} must be a scalar or a vector, got shape {arr.shape}")
     return tuple(float(v) for v in np.atleast_1d(arr))
@@ -68,6 +71,24 @@ class Scaling(Transform):
         """Scale and offset must have 1 or ``n`` entries."""
         _check_length("scale", self.scale, num_dims)
         _check_length("offset", self.offset, num_dims)
+
+    def check_dtype(self, dtype: Any) -> None:
+        """Scale (and its inverse, used by ``encode``) and offset must be normal numbers there.
+
+        Raises:
+          ValueError: e.g. ``scaling(1e-300)`` for a float32 run (the scale would be 0).
+        """
+        info = np.finfo(np.dtype(dtype))
+        scale = np.abs(np.asarray(self.scale))
+        top = float(min(info.max, 1 / info.tiny))
+        if np.any(scale < info.tiny) or np.any(scale > top):
+            raise ValueError(
+                f"scale must lie in [{float(info.tiny):.3g}, {top:.3g}] "
+                f"in magnitude for a {np.dtype(dtype).name} run (it and 1/scale must be normal "
+                f"numbers), got {self.scale}"
+            )
+        if np.any(np.abs(np.asarray(self.offset)) > info.max):
+            raise ValueError(f"offset must be finite in {np.dtype(dtype).name}, got {self.offset}")
 
     def decode(self, y: Array) -> Array:
         """Genotype to phenotype."""
@@ -175,6 +196,10 @@ def _margin(bound: np.ndarray, width: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(bound), margin, 1.0)
 
 
+MIN_BOX_ULPS = 64
+"""The least width of a finite box, in spacings (ulps) of the run's dtype at its bounds."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Box(Transform):
     """A transformation whose decoded points lie in ``[lower, upper]``."""
@@ -185,6 +210,33 @@ class Box(Transform):
     def check(self, num_dims: int) -> None:
         """The bounds must have 1 or ``n`` entries."""
         check_bounds(self.lower, self.upper, num_dims)
+
+    def check_dtype(self, dtype: Any) -> None:
+        """The box must be resolvable in `dtype`: at least `MIN_BOX_ULPS` spacings wide.
+
+        Raises:
+          ValueError: a bound that overflows, or a box too narrow for the dtype (e.g.
+            ``(1, 1 + 1e-10)`` in float32, where both bounds round to 1).
+        """
+        dt = np.dtype(dtype)
+        lo, hi = np.broadcast_arrays(np.asarray(self.lower), np.asarray(self.upper))
+        with np.errstate(over="ignore"):
+            lo_d, hi_d = lo.astype(dt), hi.astype(dt)
+        for name, b, b_d in (("lower", lo, lo_d), ("upper", hi, hi_d)):
+            if np.any(np.isfinite(b) & ~np.isfinite(b_d)):
+                raise ValueError(f"{name} bound {b.tolist()} is not finite in {dt.name}")
+        both = np.isfinite(lo_d) & np.isfinite(hi_d)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ulp = np.spacing(np.maximum(np.abs(lo_d), np.abs(hi_d)))
+            narrow = both & ~(hi_d.astype(np.float64) - lo_d >= MIN_BOX_ULPS * ulp)
+        if np.any(narrow):
+            i = int(np.nonzero(narrow)[0][0])
+            raise ValueError(
+                f"the box [{float(lo[i])!r}, {float(hi[i])!r}] (coordinate {i}) is narrower "
+                f"than {MIN_BOX_ULPS} spacings of {dt.name} at its bounds; {dt.name} cannot "
+                "resolve points in it: "
+                "shift and rescale the variable (evojax_cma.scaling) or run in float64"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +329,7 @@ def warn_if_outside(x0: Any, lower: Values, upper: Values) -> None:
 
 
 __all__ = [
+    "MIN_BOX_ULPS",
     "BoundTransform",
     "Box",
     "ClipToBox",

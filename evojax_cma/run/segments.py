@@ -1,0 +1,110 @@
+"""Running a compiled loop in segments: progress bars, periodic checkpoints, resuming.
+
+A driver's loop is compiled once with the generation to stop at as a traced argument, so
+running it to the end in one call, or segment by segment with the host in between, is the
+same compiled program on the same carry: the results are bit-identical. Between
+segments the host updates a tqdm bar (generation, evaluations, best f, sigma) and writes
+checkpoints (`evojax_cma.checkpoint`: write-then-rename, no pickle); a run resumed from a
+checkpoint continues exactly. All of this needs concrete values, so it is for top-level
+calls; under the user's own ``jit``/``vmap`` a driver runs in one segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from evojax_cma import checkpoint as ckpt
+from evojax_cma.core.validation import any_traced, check_int
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError("progress=True needs tqdm: pip install 'evojax_cma[progress]'") from exc
+    return tqdm(unit="gen", dynamic_ncols=True)
+
+
+def run_in_segments(
+    advance: Callable[[Any, int], Any],
+    carry: Any,
+    *,
+    segment: int = 100,
+    progress: bool = False,
+    checkpoint: Any = None,
+    checkpoint_every: int | None = None,
+    resume: Any = None,
+    metadata: dict[str, Any] | None = None,
+    after_load: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Call ``advance(carry, until)`` segment by segment until the run's flags are set.
+
+    Args:
+      advance: the driver's compiled loop: runs until a criterion fires or the state's
+        generation count reaches ``until``, and returns the carry.
+      carry: the run's carry (``state``, ``flags``, ``best``, ... fields); also the
+        template a `resume` checkpoint is loaded into.
+      segment: generations per call (>= 1).
+      progress: show a tqdm bar.
+      checkpoint: a path to save the carry to (at the end, and every
+        `checkpoint_every` generations, rounded up to a segment's end).
+      checkpoint_every: generations between checkpoints (default: every segment).
+      resume: a checkpoint path to continue from instead of `carry`.
+      metadata: kept in the checkpoint beside the carry.
+      after_load: applied to a resumed carry (the driver re-evaluates its stop flags
+        under the new options, so that a run stopped by ``maxiter`` can be extended).
+
+    Raises:
+      ValueError: a carry that is traced (inside ``jit``/``vmap``), a bad segment, or a
+        checkpoint of another run (see `evojax_cma.checkpoint.load`).
+    """
+    segment = check_int("segment", segment, 1)
+    every = (
+        segment if checkpoint_every is None else check_int("checkpoint_every", checkpoint_every, 1)
+    )
+    if any_traced(carry):
+        raise ValueError(
+            "progress, checkpoint and resume need a top-level call: they are not available "
+            "inside jit or vmap (run the batch with jax.vmap and no progress, or loop in Python)"
+        )
+    if resume is not None:
+        carry = ckpt.load(resume, like=carry)
+        if after_load is not None:
+            carry = after_load(carry)
+    bar = _progress_bar(progress)
+    last_saved = int(np.max(np.asarray(carry.state.generation)))
+    try:
+        while True:
+            generation = int(np.max(np.asarray(carry.state.generation)))
+            if bool(np.all(np.any(np.asarray(carry.flags), axis=-1))):
+                break
+            carry = advance(carry, generation + segment)
+            now = int(np.max(np.asarray(carry.state.generation)))
+            if bar is not None:
+                bar.update(now - generation)
+                bar.set_postfix(
+                    evals=int(np.max(np.asarray(carry.state.evals))),
+                    best_f=f"{float(np.min(np.asarray(carry.best.f))):.4g}",
+                    sigma=f"{float(np.median(np.asarray(carry.state.sigma))):.3g}",
+                    refresh=False,
+                )
+            if checkpoint is not None and now - last_saved >= every:
+                ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
+                last_saved = now
+            if now == generation:  # no progress: every run is stopped
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None:
+        now = int(np.max(np.asarray(carry.state.generation)))
+        ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
+    return carry
+
+
+__all__ = ["run_in_segments"]
