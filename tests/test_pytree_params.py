@@ -123,6 +123,12 @@ def test_population_of_the_wrong_width_is_refused():
         spec.unravel_population(jnp.zeros((4, 11)))
 
 
+def _fit(es, loss, spec, params):
+    """150 generations of `es` on a network's loss, from its initial parameters."""
+    x0 = spec.ravel(params)
+    return ec.minimize(es, on_pytree(loss, spec), jax.random.key(1), x0, 0.3, generations=150)
+
+
 def test_flax_linen_model():
     nn = pytest.importorskip("flax.linen", reason="flax is an optional test dependency")
 
@@ -140,15 +146,7 @@ def test_flax_linen_model():
     def loss(p):
         return jnp.mean((model.apply(p, xs) - ys) ** 2)
 
-    es = ec.cma_es(spec.size)
-    res = ec.minimize(
-        es,
-        on_pytree(loss, spec),
-        jax.random.key(1),
-        spec.ravel(params),
-        0.3,
-        options={"maxiter": 150},
-    )
+    res = _fit(ec.cma_es(spec.size), loss, spec, params)
     assert float(res.best_f) < 0.5 * float(loss(params))
     best = spec.unravel(res.best_x)
     assert jax.tree.structure(best) == jax.tree.structure(params)
@@ -167,15 +165,7 @@ def test_equinox_model():
         net = eqx.combine(p, static)
         return jnp.mean((jax.vmap(net)(xs) - ys) ** 2)
 
-    es = ec.sep_cma_es(spec.size)
-    res = ec.minimize(
-        es,
-        on_pytree(loss, spec),
-        jax.random.key(1),
-        spec.ravel(params),
-        0.3,
-        options={"maxiter": 150},
-    )
+    res = _fit(ec.sep_cma_es(spec.size), loss, spec, params)
     assert float(res.best_f) < 0.5 * float(loss(params))
     best = eqx.combine(spec.unravel(res.best_x), static)
     assert isinstance(best, eqx.nn.MLP)
