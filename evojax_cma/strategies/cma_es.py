@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core import hyperparams, progress, shaping, termination, validation
 from evojax_cma.core.linalg import refresh_eigensystem
 from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
@@ -239,11 +239,8 @@ def _default_params(setup: _Setup, popsize: Any = None, **overrides: Any) -> CMA
         concrete params outside their ranges (`_check_params`).
     """
     n, cap = setup.num_dims, setup.capacity
-    shapes: dict[str, tuple[int, ...] | None] = {
-        f: ((cap,) if f == "weights" else ()) for f in CMAParams._fields if f != "popsize"
-    }
-    validation.check_overrides("cma_es.default_params", overrides, shapes)
-    dtype = jnp.result_type(float)
+    schema = _schema(cap)
+    schema.check_overrides(overrides)
     if popsize is None or validation.is_concrete(popsize):
         size = setup.popsize if popsize is None else validation.check_int("popsize", popsize, 2)
         if size > cap:
@@ -257,19 +254,23 @@ def _default_params(setup: _Setup, popsize: Any = None, **overrides: Any) -> CMA
         values = default_constants(
             *args, **{k: np.asarray(v, np.float64) for k, v in overrides.items()}
         )
-    fields = {k: jnp.asarray(v, dtype) for k, v in values.items() if k != "popsize"}
-    params = CMAParams(**fields, popsize=jnp.asarray(values["popsize"], jnp.int32))
-    validation.check_ranges("cma_es.default_params", params, _ranges(cap), prefix="")
-    return params
+    return schema.make(values)
 
 
-def _ranges(capacity: int) -> tuple[validation.Range, ...]:
-    """`CMA_RANGES` and CMA-ES's own: ``eigen_gap >= 0``, ``2 <= popsize <= max_popsize``."""
-    return (
+def _schema(capacity: int) -> hyperparams.Schema:
+    """The `CMAParams` schema for ``max_popsize = capacity``.
+
+    Every field but ``popsize`` may be overridden. Ranges: `CMA_RANGES` and CMA-ES's own,
+    ``eigen_gap >= 0`` and ``2 <= popsize <= max_popsize``.
+    """
+    shapes = {f: ((capacity,) if f == "weights" else ()) for f in CMAParams._fields}
+    del shapes["popsize"]  # set by default_params' own argument
+    ranges = (
         *CMA_RANGES,
         validation.field("eigen_gap", 0.0, math.inf, lower_closed=True, upper_closed=True),
         validation.field("popsize", 2, capacity, lower_closed=True, upper_closed=True),
     )
+    return hyperparams.Schema("cma_es", CMAParams, shapes, ranges, frozenset({"popsize"}))
 
 
 def _check_params(setup: _Setup, params: Any) -> CMAParams:
@@ -280,9 +281,7 @@ def _check_params(setup: _Setup, params: Any) -> CMAParams:
       ValueError: a wrong shape, or a concrete value outside its range (`CMA_RANGES`,
         ``eigen_gap >= 0``, ``2 <= popsize <= max_popsize``; NaN included).
     """
-    validation.check_named_tuple(params, CMAParams, {"weights": (setup.capacity,)})
-    validation.check_ranges("cma_es", params, _ranges(setup.capacity))
-    return params
+    return _schema(setup.capacity).check(params)
 
 
 def _init(
@@ -352,9 +351,12 @@ def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAS
     population, _, order, f_sorted = shaping.rank_population(
         population, fitness, state.mean, p.popsize
     )
-    y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
+    # Rows stay where they were sampled, each with the weight of its rank (a population
+    # split over devices is never permuted or gathered; `evojax_cma.sharding`).
+    y = (population - state.mean[None, :]) / state.sigma  # Eq. (39)
     w = p.weights
-    y_w = jnp.maximum(w, 0.0) @ y  # Eq. (41)
+    w_row = jnp.zeros_like(w).at[order].set(w)
+    y_w = jnp.maximum(w_row, 0.0) @ y  # Eq. (41)
     mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
 
     # C^{-1/2} v = B D^{-1} B^T v with the factors of the last decomposition.
@@ -379,7 +381,7 @@ def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAS
         rescale = n / (jnp.sqrt(mahalanobis_sq) + 1e-9) ** 2
     else:
         rescale = n / (mahalanobis_sq + 1e-8)
-    w_circ = jnp.where(w >= 0, w, w * rescale)  # Eq. (46)
+    w_circ = jnp.where(w_row >= 0, w_row, w_row * rescale)  # Eq. (46)
     delta_h = (1 - h_sigma) * cc * (2 - cc)
     decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
     C = (
@@ -396,7 +398,9 @@ def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAS
         p_c=p_c,
         eigen_generation=state.eigen_generation,
         params=p,
-        **progress.next_progress(state, population[order[0]], f_sorted, p.popsize),
+        **progress.next_progress(
+            state, shaping.select_row(population, order[0]), f_sorted, p.popsize
+        ),
     )
 
 
@@ -483,7 +487,6 @@ def cma_es(
     setup = _Setup(n, lam, cap, preset, active)
     bound = (_default_params, _init, _ask, _tell, _check_params)
     functions = {f.__name__[1:]: _bind(f, setup) for f in bound}
-    ranges = _ranges(cap)
     return build_strategy(
         "cma_es",
         n,
@@ -493,5 +496,5 @@ def cma_es(
         {**functions, "summary": summary},
         {COVARIANCE, WEIGHTED, MASKED_POPSIZE},
         popsize_of=lambda state: state.params.popsize,
-        params_ok=lambda params: validation.ranges_ok(params, ranges),
+        params_ok=_schema(cap).ok,
     )

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core import hyperparams, progress, shaping, termination, validation
 from evojax_cma.core.types import WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import cma_raw_weights, default_popsize
 
@@ -120,45 +120,17 @@ def lm_ma_es(
         c_c=np.minimum(1.0, lam / (4.0**j * n)),
     )
 
-    shapes: dict[str, tuple[int, ...] | None] = {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
-    shapes.update(c_sigma=(), d_sigma=())
+    shapes = {"weights": (lam,), "c_d": (m,), "c_c": (m,), "c_sigma": (), "d_sigma": ()}
+    schema = hyperparams.Schema("lm_ma_es", LMMAParams, shapes, LM_RANGES)
 
-    def default_params(**overrides: Any) -> LMMAParams:
-        """Alg. 1's defaults as arrays of JAX's default float dtype.
-
-        Args:
-          **overrides: a value (concrete or traced) for any `LMMAParams` field, used as
-            given (no default depends on another).
-
-        Raises:
-          TypeError: an unknown override name (the message lists the valid ones).
-          ValueError: a concrete value out of range (`LM_RANGES`).
-        """
-        validation.check_overrides("lm_ma_es.default_params", overrides, shapes)
-        dtype = jnp.result_type(float)
-        values = {**constants, **overrides}
-        params = LMMAParams(**{k: jnp.asarray(v, dtype) for k, v in values.items()})
-        validation.check_ranges("lm_ma_es.default_params", params, LM_RANGES, prefix="")
-        return params
-
-    def check_params(params: Any) -> LMMAParams:
-        """Require `LMMAParams` of this strategy's shapes, concrete values in `LM_RANGES`.
-
-        Raises:
-          TypeError: not a `LMMAParams`.
-          ValueError: a wrong shape or a concrete value out of range.
-        """
-        validation.check_named_tuple(
-            params, LMMAParams, {"weights": (lam,), "c_d": (m,), "c_c": (m,)}
-        )
-        validation.check_ranges("lm_ma_es", params, LM_RANGES)
-        return params
+    # Alg. 1's defaults; an override is used as given (no default depends on another).
+    default_params = schema.default_params(lambda overrides: {**constants, **overrides})
+    check_params = schema.check
 
     def init(key: Array, x0: Any, sigma0: Any, params: LMMAParams | None = None) -> LMMAState:
         """Start at `x0` with step size `sigma0` and no directions (`key` is unused)."""
         del key
-        params = default_params() if params is None else params
-        check_params(params)
+        params = check_params(default_params() if params is None else params)
         fields = progress.initial_fields(x0, sigma0, params, n, lam)
         dtype = fields["mean"].dtype
         return LMMAState(p_sigma=jnp.zeros(n, dtype), M=jnp.zeros((m, n), dtype), **fields)
@@ -247,5 +219,5 @@ def lm_ma_es(
         stop_defaults,
         functions,
         {WEIGHTED},
-        params_ok=lambda params: validation.ranges_ok(params, LM_RANGES),
+        params_ok=schema.ok,
     )

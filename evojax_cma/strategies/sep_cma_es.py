@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core import hyperparams, progress, shaping, termination, validation
 from evojax_cma.core.types import DIAGONAL, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
     SEP_RANGES,
@@ -62,18 +62,28 @@ SEP_PRESETS = ("ros_hansen", "cmaes")
 class SepCMAParams(NamedTuple):
     """Numeric hyperparameters of sep-CMA-ES (arrays; vmap over any of them).
 
-    The fields have the meaning of `evojax_cma.CMAParams`' fields of the same name.
+    The fields have the meaning of `evojax_cma.CMAParams`' fields of the same name,
+    restricted to the diagonal; their defaults are the preset's (module table).
     """
 
     weights: Array
+    """Recombination weights ``(λ,)``, positive for the μ best, zero after (Eq. 49)."""
     c_m: Array
+    """Learning rate of the mean (Eq. 41; 1)."""
     c_sigma: Array
+    """Cumulation rate of the σ path (Eqs. 43, 55)."""
     d_sigma: Array
+    """Damping of the step-size update (Eqs. 44, 55)."""
     c_c: Array
+    """Cumulation rate of the rank-one path (Eqs. 45, 56)."""
     c1: Array
+    """Rank-one learning rate of the diagonal, raised by ``(n+2)/3`` [RH08]."""
     c_mu: Array
+    """Rank-μ learning rate of the diagonal, raised by ``(n+2)/3`` [RH08]."""
     chi_n: Array
+    """E‖N(0, I)‖ of Eq. (44)."""
     max_log_sigma_change: Array
+    """Bound on ``|log(σ_new/σ)|`` per generation (inf: none, as [RH08])."""
 
 
 @progress.pytree_state
@@ -165,46 +175,18 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
     preset = static_options.get("preset", "ros_hansen")
     sep_default_constants(n, lam, preset)  # validate the preset now
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
-    shapes: dict[str, tuple[int, ...] | None] = {
-        f: ((lam,) if f == "weights" else ()) for f in SepCMAParams._fields
-    }
+    shapes = {f: ((lam,) if f == "weights" else ()) for f in SepCMAParams._fields}
+    schema = hyperparams.Schema("sep_cma_es", SepCMAParams, shapes, SEP_RANGES)
 
-    def default_params(**overrides: Any) -> SepCMAParams:
-        """The preset's hyperparameters as arrays of JAX's default float dtype.
-
-        Args:
-          **overrides: a value (concrete or traced) for any `SepCMAParams` field; an
-            overridden ``c_sigma`` re-derives ``d_sigma`` unless that is given too.
-
-        Raises:
-          TypeError: an unknown override name (the message lists the valid ones).
-          ValueError: a concrete value out of range (`check_params`).
-        """
-        validation.check_overrides("sep_cma_es.default_params", overrides, shapes)
-        if not validation.any_traced(overrides):
-            overrides = {k: np.asarray(v, np.float64) for k, v in overrides.items()}
-        constants = sep_default_constants(n, lam, preset, **overrides)
-        dtype = jnp.result_type(float)
-        params = SepCMAParams(**{k: jnp.asarray(v, dtype) for k, v in constants.items()})
-        validation.check_ranges("sep_cma_es.default_params", params, SEP_RANGES, prefix="")
-        return params
-
-    def check_params(params: Any) -> SepCMAParams:
-        """Require `SepCMAParams` of this strategy's shapes, concrete values in range.
-
-        Raises:
-          TypeError: not a `SepCMAParams`.
-          ValueError: a wrong shape or a concrete value outside `SEP_RANGES`.
-        """
-        validation.check_named_tuple(params, SepCMAParams, {"weights": (lam,)})
-        validation.check_ranges("sep_cma_es", params, SEP_RANGES)
-        return params
+    default_params = schema.default_params(
+        lambda overrides: sep_default_constants(n, lam, preset, **overrides)
+    )
+    check_params = schema.check
 
     def init(key: Array, x0: Any, sigma0: Any, params: SepCMAParams | None = None) -> SepCMAState:
         """Start at mean `x0` with step size `sigma0` and C = I (`key` is unused)."""
         del key
-        params = default_params() if params is None else params
-        check_params(params)
+        params = check_params(default_params() if params is None else params)
         fields = progress.initial_fields(x0, sigma0, params, n, lam)
         zero = jnp.zeros(n, fields["mean"].dtype)
         return SepCMAState(C=jnp.ones_like(zero), p_sigma=zero, p_c=zero, **fields)
@@ -274,5 +256,5 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         stop_defaults,
         functions,
         {DIAGONAL, WEIGHTED},
-        params_ok=lambda params: validation.ranges_ok(params, SEP_RANGES),
+        params_ok=schema.ok,
     )
