@@ -1,8 +1,31 @@
 r"""Shared machinery of the score-function strategies (OpenAI-ES, variational optimisation).
 
+Perturbations
+-------------
+The perturbations are i.i.d. per coordinate with mean 0 and variance 1, drawn from a
+`Perturbation`: Gaussian (the default), Laplace or Student-t with ``df > 2`` degrees of
+freedom, each scaled to unit variance so that σ is the standard deviation of every
+coordinate of ``x = m + σ ε`` whichever density is chosen (termination and summaries read
+it as such). For a density :math:`q` of ε the score functions of
+:math:`p(x) = \prod_j q((x_j - m_j)/\sigma_j)/\sigma_j` are
+
+.. math::
+   \nabla_{m} \log p = \psi(\varepsilon) / \sigma, \qquad
+   \nabla_{\log\sigma} \log p = \varepsilon\,\psi(\varepsilon) - 1, \qquad
+   \psi = -\frac{d}{d\varepsilon}\log q,
+
+with :math:`\psi(\varepsilon) = \varepsilon` (Gaussian), :math:`\sqrt{2}\,\mathrm{sign}\,
+\varepsilon` (Laplace with scale :math:`1/\sqrt 2`) and :math:`(\nu + 1)\varepsilon /
+(\nu - 2 + \varepsilon^2)` (Student-t with ν degrees of freedom and scale
+:math:`\sqrt{(\nu - 2)/\nu}`). Integration by parts makes
+:math:`\frac{1}{\sigma}E[f(m + \sigma\varepsilon)\psi(\varepsilon)]` the gradient of the
+smoothed objective :math:`E f(m + \sigma\varepsilon)` for each of them (the Laplace density
+is not differentiable at 0, but it is absolutely continuous, which is all the step needs).
+All three are symmetric, so antithetic pairs ``[e; -e]`` keep the distribution.
+
 Noise by chunks (OpenAI's shared-seed trick)
 --------------------------------------------
-A population of ``popsize`` perturbations :math:`\varepsilon_i \sim N(0, I_n)` is cut into
+A population of ``popsize`` perturbations :math:`\varepsilon_i` is cut into
 ``popsize / chunk_size`` chunks. The noise of chunk ``c`` is drawn from
 ``jax.random.fold_in(key, c)`` alone, so any chunk can be regenerated from the ``ask`` key
 without storing the others. With antithetic sampling each chunk is ``[e; -e]`` for
@@ -19,12 +42,14 @@ hyperparameters (``learning_rate``, ``b1``, ...) are injected with
 sweep is a ``jax.vmap``. A ready ``optax.GradientTransformation`` is used as given (its
 hyperparameters are then fixed). `params_with_overrides` resolves a strategy's
 ``default_params(**overrides)``: every params field by its name, and every injected
-hyperparameter by its own name (with a prefix per optimiser when there are several).
+hyperparameter by its own name (with a prefix per optimiser when there are several), and
+`hyperparameters` builds a strategy's ``default_params`` and the `Schema` of its params.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -34,8 +59,8 @@ import numpy as np
 import optax
 from jax import Array, lax
 
-from evojax_cma.core import shaping
-from evojax_cma.core.validation import check_options, check_overrides, is_concrete
+from evojax_cma.core import hyperparams, shaping, validation
+from evojax_cma.core.validation import check_options, check_overrides, is_concrete, real_number
 
 Shaping = Callable[[Array], Array]
 
@@ -66,13 +91,92 @@ def resolve_shaping(shaping_fn: str | Shaping) -> Shaping:
     return shaping.SHAPINGS[shaping_fn]
 
 
+PERTURBATIONS = ("gaussian", "laplace", "student_t")
+"""The names `perturbation` accepts."""
+
+
+class Perturbation(NamedTuple):
+    """The density of the standardised perturbations ε (i.i.d., mean 0, variance 1).
+
+    A static, hashable value (equal settings compare equal); build it with `perturbation`.
+
+    Attributes:
+      name: one of `PERTURBATIONS`.
+      df: Student-t's degrees of freedom ν (> 2); None for the others.
+    """
+
+    name: str = "gaussian"
+    df: float | None = None
+
+    def sample(self, key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
+        """Standardised draws of `shape` (Gaussian: ``jax.random.normal`` exactly)."""
+        if self.name == "laplace":
+            return jax.random.laplace(key, shape, dtype) * math.sqrt(0.5)
+        if self.name == "student_t":
+            assert self.df is not None
+            scale = math.sqrt((self.df - 2.0) / self.df)
+            return jax.random.t(key, self.df, shape, dtype) * scale
+        return jax.random.normal(key, shape, dtype)
+
+    def score(self, eps: Array) -> Array:
+        r"""ψ(ε) = -d log q / dε, elementwise: σ ∇_m log p (see the module docstring)."""
+        if self.name == "laplace":
+            return math.sqrt(2.0) * jnp.sign(eps)
+        if self.name == "student_t":
+            assert self.df is not None
+            return (self.df + 1.0) * eps / (self.df - 2.0 + eps**2)
+        return eps
+
+    def scale_score(self, eps: Array) -> Array:
+        r"""ε ψ(ε) - 1, elementwise: ∇_{log σ} log p (see the module docstring)."""
+        if self.name == "student_t":  # ε² / (ν - 2 + ε²) stays finite when ε² overflows
+            assert self.df is not None
+            e2 = eps**2
+            return (self.df + 1.0) * jnp.where(jnp.isinf(e2), 1.0, e2 / (self.df - 2.0 + e2)) - 1
+        return eps * self.score(eps) - 1.0
+
+
+def perturbation(name: Any = "gaussian", df: Any = None) -> Perturbation:
+    """The `Perturbation` called `name`, checked.
+
+    Args:
+      name: ``"gaussian"``, ``"laplace"`` or ``"student_t"``.
+      df: Student-t's degrees of freedom, a finite real number > 2 (σ is the standard
+        deviation, so the variance must exist); required for ``"student_t"``, None for the
+        others.
+
+    Raises:
+      TypeError: `name` not a string, `df` not a real number.
+      ValueError: an unknown name, a missing or out-of-range `df`, or a `df` given with
+        another distribution.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"perturbation must be a string, got {type(name).__name__} {name!r}")
+    if name not in PERTURBATIONS:
+        raise ValueError(f"perturbation must be one of {list(PERTURBATIONS)}, got {name!r}")
+    if name != "student_t":
+        if df is not None:
+            raise ValueError(f"df applies to perturbation='student_t' only, got df={df!r}")
+        return Perturbation(name)
+    if df is None:
+        raise ValueError("perturbation='student_t' needs df, its degrees of freedom (> 2)")
+    df = real_number("df", df)
+    if not (math.isfinite(df) and df > 2):
+        raise ValueError(
+            f"df must be finite and > 2 (σ is the perturbation's standard deviation, and a "
+            f"Student-t has a finite variance only for df > 2), got {df}"
+        )
+    return Perturbation(name, df)
+
+
 class NoisePlan(NamedTuple):
-    """Static layout of the perturbations of one generation."""
+    """Static layout of the perturbations of one generation, and their density."""
 
     popsize: int
     num_dims: int
     chunk_size: int
     antithetic: bool
+    perturbation: Perturbation = Perturbation()
 
     @property
     def num_chunks(self) -> int:
@@ -84,9 +188,9 @@ def noise_chunk(plan: NoisePlan, key: Array, index: Array, dtype: Any) -> Array:
     """Perturbations of chunk `index`, shape ``(chunk_size, n)``, from ``fold_in(key, index)``."""
     k = jax.random.fold_in(key, index)
     if plan.antithetic:
-        e = jax.random.normal(k, (plan.chunk_size // 2, plan.num_dims), dtype)
+        e = plan.perturbation.sample(k, (plan.chunk_size // 2, plan.num_dims), dtype)
         return jnp.concatenate([e, -e])
-    return jax.random.normal(k, (plan.chunk_size, plan.num_dims), dtype)
+    return plan.perturbation.sample(k, (plan.chunk_size, plan.num_dims), dtype)
 
 
 def all_noise(plan: NoisePlan, key: Array, dtype: Any) -> Array:
@@ -211,3 +315,55 @@ def params_with_overrides(
         check_hparams(field, hparams)
         values[field] = hparams
     return values
+
+
+def hyperparameters(
+    owner: str,
+    cls: type,
+    fields: dict[str, Any],
+    field_ranges: tuple[validation.Range, ...],
+    optimizers: dict[str, tuple[OptimizerSpec, str]],
+) -> tuple[Callable[..., Any], hyperparams.Schema]:
+    """A score-function strategy's ``default_params`` and the `Schema` that checks params.
+
+    Args:
+      owner: the strategy's name.
+      cls: its params NamedTuple: the `fields` and one dict per optimiser.
+      fields: the scalar fields with the constructor's values (checked here).
+      field_ranges: their valid ranges.
+      optimizers: params field -> ``(OptimizerSpec, keyword prefix)``, as in
+        `evojax_cma.core.gaussian.params_with_overrides`; every injected hyperparameter
+        must be finite, a learning rate > 0.
+
+    Raises:
+      TypeError, ValueError: a constructor value that is not a real number in range.
+    """
+    fields = {k: validation.real_number(k, v) for k, v in fields.items()}
+    ranges = tuple(field_ranges) + tuple(
+        validation.hparam(f, k, 0.0 if k == "learning_rate" else -math.inf)
+        for f, (spec, _) in optimizers.items()
+        for k in spec.defaults
+    )
+    shapes: dict[str, tuple[int, ...] | None] = {k: () for k in fields}
+    schema = hyperparams.Schema(owner, cls, {**shapes, **dict.fromkeys(optimizers)}, ranges)
+
+    def default_params(**overrides: Any) -> Any:
+        """The constructor's defaults, updated by `overrides`, as arrays of the default float.
+
+        Args:
+          **overrides: any params field, and each injected optax hyperparameter by its
+            name with its optimiser's prefix (``learning_rate=``, ``sigma_b1=``, ...);
+            concrete or traced scalars.
+
+        Raises:
+          TypeError: an unknown name (the message lists the valid ones).
+          ValueError: a concrete value out of range.
+        """
+        values = params_with_overrides(f"{owner}.default_params", overrides, fields, optimizers)
+        dtype = jnp.result_type(float)
+        params = cls(**jax.tree.map(lambda v: jnp.asarray(v, dtype), values))
+        validation.check_ranges(owner, params, ranges, prefix="")
+        return params
+
+    default_params()  # the constructor's values, checked now
+    return default_params, schema

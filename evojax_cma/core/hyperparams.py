@@ -67,7 +67,7 @@ class Schema:
           TypeError: not a `cls`.
           ValueError: a wrong shape, or a concrete value out of range (NaN included).
         """
-        fixed = {k: s for k, s in self.shapes.items() if s}
+        fixed = {k: s for k, s in self.shapes.items() if s is not None}
         validation.check_named_tuple(params, self.cls, fixed)
         validation.check_ranges(self.owner, params, self.ranges)
         return params

@@ -13,7 +13,12 @@ the score function gives :math:`\nabla_m J = \frac{1}{\sigma} E[f(m + \sigma\var
 with utilities :math:`u_i` from fitness shaping (centred ranks by default, [SHC17] §2.2;
 ``shaping="raw"`` uses :math:`u_i = f_i` and gives the unbiased estimator). Antithetic
 (mirrored) sampling pairs :math:`\varepsilon` with :math:`-\varepsilon` ([SHC17] §2.2).
-Weight decay adds ``weight_decay * m`` to :math:`g` (the L2 penalty of [SHC17] §2.2), and
+The perturbations may be Gaussian (the paper's), Laplace or Student-t
+(``perturbation=``, `evojax_cma.core.gaussian.Perturbation`): :math:`\varepsilon_i` is then
+replaced by the score :math:`\psi(\varepsilon_i)` of that density in the sum, which keeps
+:math:`g` an unbiased estimate of the gradient of :math:`E f(m + \sigma\varepsilon)` under
+that density (σ is the perturbations' standard deviation in every case). Weight decay
+adds ``weight_decay * m`` to :math:`g` (the L2 penalty of [SHC17] §2.2), and
 the optax optimiser (Adam by default, [SHC17] §3) turns :math:`g` into a step. σ is fixed or
 decays geometrically: :math:`\sigma \leftarrow \max(\sigma_{\min}, \sigma \cdot
 \text{sigma\_decay})` after each generation, and never below the dtype's floor
@@ -27,27 +32,20 @@ otherwise overflow Adam's second moment in float32; Adam ignores a uniform scale
 
 from __future__ import annotations
 
-import math
-from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
 import optax
 from jax import Array
 
-from evojax_cma.core import termination, validation
-from evojax_cma.core.gaussian import (
-    NoisePlan,
-    check_chunking,
-    check_hparams,
-    optimizer_spec,
-    params_with_overrides,
-    resolve_shaping,
-)
-from evojax_cma.core.types import CHUNKED, Strategy
+from evojax_cma.core import validation
+from evojax_cma.core.gaussian import hyperparameters, optimizer_spec
+from evojax_cma.core.types import Strategy
 from evojax_cma.strategies._score_function import (
     GaussianState,
+    Secondary,
     bounded,
+    common_settings,
     score_function_strategy,
     sigma_floor,
 )
@@ -74,35 +72,35 @@ def open_es(
     num_dims: int,
     popsize: int,
     *,
-    optimizer: Any = optax.adam,
-    learning_rate: float = 0.01,
-    antithetic: bool = True,
-    shaping: Any = "centered_ranks",
-    chunk_size: int | None = None,
-    weight_decay: float = 0.0,
     sigma_decay: float = 1.0,
     sigma_min: float = 0.0,
-    **stop_options: Any,
+    **options: Any,
 ) -> Strategy:
     """Build an OpenAI-ES strategy (minimisation) on the common ``init/ask/tell`` interface.
 
     Args:
       num_dims: dimension n, >= 1.
       popsize: λ, >= 2 (even with antithetic sampling).
-      optimizer: an optax factory taking ``learning_rate`` (default ``optax.adam``), whose
-        float hyperparameters go into params, or a ready ``optax.GradientTransformation``.
-      learning_rate: default learning rate for a factory, > 0.
-      antithetic: mirrored sampling, ``[ε; -ε]`` in every chunk.
-      shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"cma_weights"``, ``"raw"``
-        or a function ``fitness (λ,) -> utilities (λ,)`` (lower is better).
-      chunk_size: rows per noise chunk (must divide popsize; even if antithetic). With it,
-        ``ask_chunk``/``tell_keyed`` and ``minimize(..., chunked=True)`` never form the
-        whole population. Default: one chunk.
-      weight_decay: default L2 coefficient (see `OpenESParams`), >= 0.
       sigma_decay: default factor on σ per generation (1: fixed σ), in (0, 1].
       sigma_min: default lower bound of σ under decay, >= 0 (σ also stops at the
         dtype's floor, see the module docstring).
-      **stop_options: default termination thresholds under pycma's names.
+      **options: the keywords every score-function strategy takes
+        (`evojax_cma.strategies._score_function.SHARED_OPTIONS`, defaults in brackets)
+        and pycma's stop options, that is:
+        optimizer: an optax factory taking ``learning_rate`` [``optax.adam``], whose
+          float hyperparameters go into params, or a ready ``optax.GradientTransformation``.
+        learning_rate: default learning rate for a factory, > 0 [0.01].
+        antithetic: mirrored sampling, ``[ε; -ε]`` in every chunk [True].
+        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"cma_weights"``, ``"raw"``
+          or a function ``fitness (λ,) -> utilities (λ,)`` (lower is better).
+        chunk_size: rows per noise chunk (must divide popsize; even if antithetic). With it,
+          ``ask_chunk``/``tell_keyed`` and ``minimize(..., chunked=True)`` never form the
+          whole population. Default: one chunk.
+        perturbation: the density of ε, scaled to unit variance: ``"gaussian"`` (default),
+          ``"laplace"`` or ``"student_t"`` (heavier tails; needs `df`).
+        df: Student-t's degrees of freedom, > 2 (only with ``perturbation="student_t"``).
+        weight_decay: default L2 coefficient (see `OpenESParams`), >= 0 [0].
+        ftarget, maxiter, ...: default termination thresholds under pycma's names.
 
     Returns:
       A `Strategy` whose state is a `GaussianState` with scalar σ. Its
@@ -112,6 +110,10 @@ def open_es(
       values may be traced, so ``jax.vmap(lambda lr: es.default_params(learning_rate=lr))``
       is a learning-rate grid.
 
+    Raises:
+      TypeError, ValueError: a bad argument, named (e.g. an unknown `perturbation`, or
+        ``df <= 2``).
+
     Examples:
       >>> import jax, jax.numpy as jnp, evojax_cma as ec
       >>> es = ec.open_es(10, 50, learning_rate=0.05)
@@ -120,101 +122,73 @@ def open_es(
       >>> bool(res.state.best_f < 0.1)
       True
     """
-    n = validation.check_int("num_dims", num_dims, 1)
-    lam = validation.check_int("popsize", popsize, 2)
-    validation.check_rows("popsize", lam, n)
-    if not isinstance(antithetic, bool):
-        raise TypeError(f"antithetic must be a bool, got {antithetic!r}")
-    chunk_size = validation.integer("chunk_size", chunk_size)
-    plan = NoisePlan(lam, n, check_chunking(lam, chunk_size, antithetic), antithetic)
-    learning_rate = validation.real_number("learning_rate", learning_rate)
-    spec = optimizer_spec(optimizer, learning_rate)
-    shaping_fn = resolve_shaping(shaping)
-    fields = dict(weight_decay=weight_decay, sigma_decay=sigma_decay, sigma_min=sigma_min)
-    fields = {k: validation.real_number(k, v) for k, v in fields.items()}
-    _check_fields(fields)
-    ranges = (*_FIELD_RANGES, *_optimizer_ranges("optimizer", spec.defaults))
-    validation.check_options("open_es option(s)", stop_options, set(termination.STOP_NAMES))
+    return build_open_es(dict(locals()))
+
+
+def build_open_es(
+    arguments: dict[str, Any],
+    *,
+    name: str = "open_es",
+    params_cls: type = OpenESParams,
+    extra_fields: tuple[dict[str, Any], tuple[validation.Range, ...]] = ({}, ()),
+    secondary: Secondary | None = None,
+    extra_options: dict[str, Any] | None = None,
+) -> Strategy:
+    """OpenAI-ES from `open_es`'s arguments by name, optionally extended (`evojax_cma.nsr_es`).
+
+    Args:
+      arguments: every argument of `open_es`, by name (``options`` a dict).
+      name: the strategy's name.
+      params_cls: the params NamedTuple: `OpenESParams`' fields and `extra_fields`' names.
+      extra_fields: further scalar params fields with their defaults, and their ranges.
+      secondary: a second objective blended into the utilities.
+      extra_options: further static settings that make the strategy's identity.
+    """
+    settings, own = common_settings(
+        name, arguments["num_dims"], arguments["popsize"], arguments["options"]
+    )
+    lam = settings.plan.popsize
+    spec = optimizer_spec(own["optimizer"], own["learning_rate"])
+    fields = dict(
+        weight_decay=own["weight_decay"],
+        sigma_decay=arguments["sigma_decay"],
+        sigma_min=arguments["sigma_min"],
+    )
+    default_params, schema = hyperparameters(
+        name,
+        params_cls,
+        {**fields, **extra_fields[0]},
+        (*FIELD_RANGES, *extra_fields[1]),
+        {"optimizer": (spec, "")},
+    )
     tx = spec.build()
 
-    def default_params(**overrides: Any) -> OpenESParams:
-        """The constructor's defaults, updated by `overrides`, as arrays of the default float.
-
-        Args:
-          **overrides: ``learning_rate=``, ``b1=``, ... (the injected optax
-            hyperparameters), ``optimizer={...}``, ``weight_decay=``, ``sigma_decay=``,
-            ``sigma_min=``; concrete or traced scalars.
-
-        Raises:
-          TypeError: an unknown name (the message lists the valid ones).
-          ValueError: a concrete value out of range.
-        """
-        optimizers = {"optimizer": (spec, "")}
-        values = params_with_overrides("open_es.default_params", overrides, fields, optimizers)
-        _check_fields(values)
-        f = jnp.result_type(float)
-        return OpenESParams(
-            optimizer={k: jnp.asarray(v, f) for k, v in values["optimizer"].items()},
-            **{k: jnp.asarray(values[k], f) for k in fields},
-        )
-
-    def check_params(params: Any) -> OpenESParams:
-        """Require `OpenESParams` with concrete values in range.
-
-        The ranges: `_FIELD_RANGES`, a learning rate > 0, finite optax hyperparameters.
-        """
-        validation.check_named_tuple(params, OpenESParams, {"weight_decay": ()})
-        check_hparams("params.optimizer", params.optimizer)
-        validation.check_ranges("open_es", params, ranges)
-        return params
-
-    def update(state: GaussianState, sums: tuple[Array, ...]) -> tuple[Array, Array, Any]:
+    def update(state: GaussianState, sums: tuple[Array, ...]) -> tuple[Array, Array, Any, Array]:
         p = state.params
         grad = sums[0] / (lam * state.sigma) + p.weight_decay * state.mean  # [SHC17] Alg. 1
         updates, opt_state = tx.update(bounded(grad), state.opt_state, state.mean)
         mean = cast(Array, optax.apply_updates(state.mean, updates))
         sigma = jnp.maximum(p.sigma_min, state.sigma * p.sigma_decay)
         sigma = jnp.maximum(sigma, sigma_floor(state.sigma, state.mean))
-        return mean, sigma.astype(state.sigma.dtype), opt_state
+        return mean, sigma.astype(state.sigma.dtype), opt_state, grad
 
     return score_function_strategy(
-        name="open_es",
-        plan=plan,
-        shaping_fn=shaping_fn,
-        features=lambda eps: (eps,),
+        settings,
+        learn_scale=False,
         update=update,
         default_params=default_params,
-        check_params=check_params,
+        schema=schema,
         init_sigma=lambda s0, params: s0,
         init_opt=lambda mean, sigma, params: spec.build(params.optimizer or None).init(mean),
-        options=dict(
-            shaping=shaping,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            **fields,
-        ),
-        stop_defaults=stop_options,
-        capabilities=frozenset({CHUNKED}),
-        params_ok=lambda params: validation.ranges_ok(params, ranges),
+        options={**own, **fields, **(extra_options or {})},
+        secondary=secondary,
     )
 
 
-_FIELD_RANGES = (
+FIELD_RANGES = (
     validation.field("weight_decay", 0.0, lower_closed=True),
     validation.field("sigma_decay", 0.0, 1.0, upper_closed=True),
     validation.field("sigma_min", 0.0, lower_closed=True),
 )
 """``weight_decay >= 0``, ``0 < sigma_decay <= 1`` (a decay; >1 would grow σ without bound),
 ``sigma_min >= 0``; all finite."""
-
-
-def _optimizer_ranges(owner: str, hparams: dict[str, Any]) -> tuple[validation.Range, ...]:
-    """A learning rate > 0 and finite values for every injected optax hyperparameter."""
-    return tuple(
-        validation.hparam(owner, k, 0.0 if k == "learning_rate" else -math.inf) for k in hparams
-    )
-
-
-def _check_fields(values: dict[str, Any]) -> None:
-    """Range checks of the scalar fields, where their values are concrete."""
-    validation.check_ranges("open_es", SimpleNamespace(**values), _FIELD_RANGES, prefix="")

@@ -16,7 +16,13 @@ Both m and :math:`\log\sigma` descend :math:`J` along the score-function estimat
    \nabla_m J \approx \frac{1}{\lambda\sigma} \sum_i u_i \varepsilon_i, \qquad
    \nabla_{\log\sigma} J \approx \frac{1}{\lambda} \sum_i u_i (\varepsilon_i^2 - 1),
 
-(elementwise), where the utilities :math:`u_i` are shaped fitness values that sum to zero
+(elementwise) for Gaussian ε. With ``perturbation="laplace"`` or ``"student_t"``
+(`evojax_cma.core.gaussian.Perturbation`), :math:`\varepsilon_i` and
+:math:`\varepsilon_i^2 - 1` become that density's scores :math:`\psi(\varepsilon_i)` and
+:math:`\varepsilon_i\psi(\varepsilon_i) - 1` (σ times the gradient of :math:`\log p`
+w.r.t. m, and its gradient w.r.t. :math:`\log\sigma`), so the estimates stay unbiased for
+that density's smoothing (σ is its standard deviation). The utilities :math:`u_i` are
+shaped fitness values that sum to zero
 (centred ranks by default), which makes them a baseline-subtracted estimate. Each of the
 two gradients goes through its own optax optimiser (Adam by default) with its own learning
 rate. σ then follows the landscape: it shrinks near a minimum (where larger perturbations
@@ -29,30 +35,22 @@ Gradients and utilities are guarded as in `evojax_cma.open_es`.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
 import optax
 from jax import Array
 
-from evojax_cma.core import termination, validation
-from evojax_cma.core.gaussian import (
-    NoisePlan,
-    check_chunking,
-    check_hparams,
-    optimizer_spec,
-    params_with_overrides,
-    resolve_shaping,
-)
-from evojax_cma.core.types import CHUNKED, Strategy
+from evojax_cma.core import validation
+from evojax_cma.core.gaussian import hyperparameters, optimizer_spec
+from evojax_cma.core.types import Strategy
 from evojax_cma.strategies._score_function import (
     GaussianState,
     bounded,
+    common_settings,
     score_function_strategy,
     sigma_floor,
 )
-from evojax_cma.strategies.open_es import _optimizer_ranges
 
 
 class VariationalParams(NamedTuple):
@@ -76,33 +74,25 @@ def variational(
     num_dims: int,
     popsize: int,
     *,
-    optimizer: Any = optax.adam,
-    learning_rate: float = 0.01,
     sigma_learning_rate: float = 0.01,
-    antithetic: bool = True,
-    shaping: Any = "centered_ranks",
-    chunk_size: int | None = None,
-    weight_decay: float = 0.0,
     sigma_min: float = 1e-12,
     sigma_max: float = 1e12,
-    **stop_options: Any,
+    **options: Any,
 ) -> Strategy:
     """Build variational optimisation with a learned diagonal σ (minimisation).
 
     Args:
       num_dims: dimension n, >= 1.
       popsize: λ, >= 2 (even with antithetic sampling).
-      optimizer: optax factory (default ``optax.adam``) or ``GradientTransformation``,
-        used for both the mean and log σ (separate states and hyperparameters).
-      learning_rate: default learning rate of the mean, > 0.
       sigma_learning_rate: default learning rate of log σ, > 0.
-      antithetic: mirrored sampling, as in `evojax_cma.open_es`.
-      shaping: fitness shaping, as in `evojax_cma.open_es`.
-      chunk_size: rows per noise chunk, as in `evojax_cma.open_es`.
-      weight_decay: default L2 coefficient of the mean, >= 0.
       sigma_min: default lower bound of σ, > 0.
       sigma_max: default upper bound of σ.
-      **stop_options: default termination thresholds under pycma's names.
+      **options: the keywords of `evojax_cma.open_es`'s ``**options``, with the same
+        defaults (`evojax_cma.strategies._score_function.SHARED_OPTIONS`), and pycma's
+        stop options. Here ``optimizer`` (an optax factory or ``GradientTransformation``)
+        serves both the mean and log σ (separate states and hyperparameters),
+        ``learning_rate`` is the mean's, ``weight_decay`` the mean's L2 coefficient, and
+        σ is the standard deviation of every ``perturbation``.
 
     Returns:
       A `Strategy` whose state is a `GaussianState` with σ of shape ``(n,)``. Its
@@ -122,66 +112,17 @@ def variational(
       >>> bool(jnp.all(state.sigma < 1.0))
       True
     """
-    n = validation.check_int("num_dims", num_dims, 1)
-    lam = validation.check_int("popsize", popsize, 2)
-    validation.check_rows("popsize", lam, n)
-    if not isinstance(antithetic, bool):
-        raise TypeError(f"antithetic must be a bool, got {antithetic!r}")
-    chunk_size = validation.integer("chunk_size", chunk_size)
-    plan = NoisePlan(lam, n, check_chunking(lam, chunk_size, antithetic), antithetic)
-    learning_rate = validation.real_number("learning_rate", learning_rate)
+    settings, own = common_settings("variational", num_dims, popsize, options)
+    lam, n = settings.plan.popsize, settings.plan.num_dims
     sigma_learning_rate = validation.real_number("sigma_learning_rate", sigma_learning_rate)
-    mean_spec = optimizer_spec(optimizer, learning_rate)
-    sigma_spec = optimizer_spec(optimizer, sigma_learning_rate)
-    shaping_fn = resolve_shaping(shaping)
-    fields = dict(weight_decay=weight_decay, sigma_min=sigma_min, sigma_max=sigma_max)
-    fields = {k: validation.real_number(k, v) for k, v in fields.items()}
-    _check_fields(fields)
-    validation.check_options("variational option(s)", stop_options, set(termination.STOP_NAMES))
-    mean_tx, sigma_tx = mean_spec.build(), sigma_spec.build()
+    mean_spec = optimizer_spec(own["optimizer"], own["learning_rate"])
+    sigma_spec = optimizer_spec(own["optimizer"], sigma_learning_rate)
+    fields = dict(weight_decay=own["weight_decay"], sigma_min=sigma_min, sigma_max=sigma_max)
     optimizers = {"mean_optimizer": (mean_spec, ""), "sigma_optimizer": (sigma_spec, "sigma_")}
-    ranges = (
-        *_FIELD_RANGES,
-        *_optimizer_ranges("mean_optimizer", mean_spec.defaults),
-        *_optimizer_ranges("sigma_optimizer", sigma_spec.defaults),
+    default_params, schema = hyperparameters(
+        "variational", VariationalParams, fields, FIELD_RANGES, optimizers
     )
-
-    def default_params(**overrides: Any) -> VariationalParams:
-        """The constructor's defaults, updated by `overrides`, as arrays of the default float.
-
-        Args:
-          **overrides: ``learning_rate=``, ``b1=``, ... (mean optimiser),
-            ``sigma_learning_rate=``, ``sigma_b1=``, ... (log-σ optimiser),
-            ``mean_optimizer={...}``, ``sigma_optimizer={...}``, ``weight_decay=``,
-            ``sigma_min=``, ``sigma_max=``; concrete or traced scalars.
-
-        Raises:
-          TypeError: an unknown name (the message lists the valid ones).
-          ValueError: a concrete value out of range.
-        """
-        owner = "variational.default_params"
-        values = params_with_overrides(owner, overrides, fields, optimizers)
-        _check_fields(values)
-        f = jnp.result_type(float)
-        hparams = {
-            name: {k: jnp.asarray(v, f) for k, v in values[name].items()} for name in optimizers
-        }
-        return VariationalParams(
-            mean_optimizer=hparams["mean_optimizer"],
-            sigma_optimizer=hparams["sigma_optimizer"],
-            **{k: jnp.asarray(values[k], f) for k in fields},
-        )
-
-    def check_params(params: Any) -> VariationalParams:
-        """Require `VariationalParams` with concrete values in range.
-
-        The ranges: `_FIELD_RANGES`, learning rates > 0, finite optax hyperparameters.
-        """
-        validation.check_named_tuple(params, VariationalParams, {"weight_decay": ()})
-        check_hparams("params.mean_optimizer", params.mean_optimizer)
-        check_hparams("params.sigma_optimizer", params.sigma_optimizer)
-        validation.check_ranges("variational", params, ranges)
-        return params
+    mean_tx, sigma_tx = mean_spec.build(), sigma_spec.build()
 
     def init_opt(mean: Array, sigma: Array, params: VariationalParams) -> Any:
         return (
@@ -189,7 +130,7 @@ def variational(
             sigma_spec.build(params.sigma_optimizer or None).init(jnp.log(sigma)),
         )
 
-    def update(state: GaussianState, sums: tuple[Array, ...]) -> tuple[Array, Array, Any]:
+    def update(state: GaussianState, sums: tuple[Array, ...]) -> tuple[Array, Array, Any, Array]:
         p = state.params
         mean_opt, sigma_opt = state.opt_state
         grad_mean = sums[0] / (lam * state.sigma) + p.weight_decay * state.mean
@@ -201,32 +142,21 @@ def variational(
         sigma = jnp.clip(jnp.exp(log_sigma), p.sigma_min, p.sigma_max)
         sigma = jnp.maximum(sigma, sigma_floor(state.sigma, state.mean))
         mean = cast(Array, optax.apply_updates(state.mean, step))
-        return mean, sigma, (mean_opt, sigma_opt)
+        return mean, sigma, (mean_opt, sigma_opt), grad_mean
 
     return score_function_strategy(
-        name="variational",
-        plan=plan,
-        shaping_fn=shaping_fn,
-        features=lambda eps: (eps, eps**2 - 1),
+        settings,
+        learn_scale=True,
         update=update,
         default_params=default_params,
-        check_params=check_params,
+        schema=schema,
         init_sigma=lambda s0, params: jnp.full((n,), s0),
         init_opt=init_opt,
-        options=dict(
-            shaping=shaping,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            sigma_learning_rate=sigma_learning_rate,
-            **fields,
-        ),
-        stop_defaults=stop_options,
-        capabilities=frozenset({CHUNKED}),
-        params_ok=lambda params: validation.ranges_ok(params, ranges),
+        options={**own, **fields, "sigma_learning_rate": sigma_learning_rate},
     )
 
 
-_FIELD_RANGES = (
+FIELD_RANGES = (
     validation.field("weight_decay", 0.0, lower_closed=True),
     validation.field("sigma_min", 0.0),
     validation.field("sigma_max", 0.0, math.inf, upper_closed=True),
@@ -240,8 +170,3 @@ _FIELD_RANGES = (
     ),
 )
 """``weight_decay >= 0``, ``0 < sigma_min < sigma_max`` (σ = 0 would make log σ infinite)."""
-
-
-def _check_fields(values: dict[str, Any]) -> None:
-    """Range checks of the scalar fields, where their values are concrete."""
-    validation.check_ranges("variational", SimpleNamespace(**values), _FIELD_RANGES, prefix="")
