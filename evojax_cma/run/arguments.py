@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evojax_cma.core.validation import check_finite_in, check_vector, is_concrete, state_dtype
+from evojax_cma.core.validation import (
+    check_finite_in,
+    check_int,
+    check_vector,
+    is_concrete,
+    state_dtype,
+)
 from evojax_cma.run.step import Problem
 from evojax_cma.transforms.base import Pipeline, Transform, chain
 from evojax_cma.transforms.bound_penalty import bound_penalty
@@ -88,54 +94,104 @@ def build_pipeline(
     return pipeline
 
 
+class ProblemKeywords(NamedTuple):
+    """The problem keywords of the JAX drivers, as given (checked by `problem_and_pipeline`).
+
+    One value carries them from `evojax_cma.minimize` and `evojax_cma.minimize_restarts`
+    to `problem_and_pipeline`; see `evojax_cma.minimize` for their meaning.
+    """
+
+    batched: bool = False
+    keyed: bool = False
+    constraints: Callable[..., Any] | None = None
+    bounds: Any = None
+    bound_handler: str = "transform"
+    encoding: Transform | Pipeline | None = None
+    noise_handling: Any = False
+    n_repeats: int = 1
+    common_keys: bool = False
+
+
 def problem_and_pipeline(
     strategy: Any,
     fn: Callable[..., Any],
     x0: Any,
+    keywords: ProblemKeywords,
     *,
-    batched: bool,
-    keyed: bool,
-    constraints: Callable[..., Any] | None,
-    bounds: Any,
-    bound_handler: str,
-    encoding: Transform | Pipeline | None,
-    noise_handling: Any,
     dtype: Any = None,
     rows: int | None = None,
+    data: Any = None,
 ) -> tuple[Problem, Pipeline]:
     """The JAX drivers' `Problem` and `Pipeline` from their keywords, checked.
 
     `x0` is the concrete start point where known (the constraints are tried there), else
     None. With the run's `dtype`, the objective's output is checked (`check_objective`,
-    on `rows` points when batched, default ``strategy.popsize``) and the transformations'
-    settings must be representable in it. Raises what `build_pipeline` and
-    `count_constraints` raise, and a `ValueError` when a transformation needs a capability
-    the strategy lacks.
+    on `rows` points when batched, default ``strategy.popsize``; with `data`, called as
+    ``fn(x, data[, key])``) and the transformations' settings must be representable in
+    it. Raises what `build_pipeline`, `check_data` and `count_constraints` raise, a
+    `ValueError` when a transformation needs a capability the strategy lacks, and a
+    `ValueError` for ``n_repeats < 1`` or ``n_repeats``/``common_keys`` without ``keyed``.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    k = keywords
+    n_repeats = check_int("n_repeats", k.n_repeats, 1)
+    if not k.keyed and (n_repeats > 1 or k.common_keys):
+        raise ValueError("n_repeats > 1 and common_keys=True need keyed=True (fn(x, key))")
+    if data is not None:
+        check_data(data)
     n = strategy.num_dims
     if dtype is not None:
-        check_objective(fn, n, strategy.popsize if rows is None else rows, batched, keyed, dtype)
-    m = 0 if constraints is None else count_constraints(constraints, n, batched, x0)
+        points = strategy.popsize if rows is None else rows
+        check_objective(fn, n, points, k.batched, k.keyed, dtype, data=data)
+    m = 0 if k.constraints is None else count_constraints(k.constraints, n, k.batched, x0)
     pipeline = build_pipeline(
         n,
-        bounds=bounds,
-        bound_handler=bound_handler,
-        encoding=encoding,
-        noise_handling=noise_handling,
+        bounds=k.bounds,
+        bound_handler=k.bound_handler,
+        encoding=k.encoding,
+        noise_handling=k.noise_handling,
         num_constraints=m,
     )
     pipeline.check_strategy(strategy)
     if dtype is not None:
         pipeline.check_dtype(dtype)
-    return Problem(fn, bool(batched), bool(keyed), constraints), pipeline
+    flags = (bool(k.batched), bool(k.keyed), k.constraints, data is not None)
+    return Problem(fn, *flags, n_repeats, bool(k.common_keys)), pipeline
+
+
+def check_data(data: Any) -> None:
+    """Require a pytree of arrays (JAX or NumPy) as an objective's ``data``.
+
+    Raises:
+      TypeError: naming the first leaf that is not an array (a Python number, a string,
+        ...): a traced argument must be an array so that new values of the same shapes
+        reuse the compiled loop.
+    """
+    leaves, _ = jax.tree_util.tree_flatten_with_path(data)
+    for path, leaf in leaves:
+        if not isinstance(leaf, jax.Array | np.ndarray | np.generic):
+            raise TypeError(
+                f"data must be a pytree of arrays; data{jax.tree_util.keystr(path)} is a "
+                f"{type(leaf).__name__} ({leaf!r}); wrap numbers in jnp.asarray"
+            )
 
 
 def check_objective(
-    fn: Callable[..., Any], num_dims: int, rows: int, batched: bool, keyed: bool, dtype: Any
+    fn: Callable[..., Any],
+    num_dims: int,
+    rows: int,
+    batched: bool,
+    keyed: bool,
+    dtype: Any,
+    *,
+    data: Any = None,
+    name: str = "fn",
 ) -> None:
     """Trace `fn` abstractly (``jax.eval_shape``) and require one real value per point.
+
+    With `data` (not None), `fn` is called as ``fn(x, data[, key])``; `name` names the
+    function in the messages.
 
     Raises:
       ValueError: a per-point `fn` whose output is not a scalar (e.g. shape ``(n,)``), a
@@ -145,6 +201,8 @@ def check_objective(
     """
     shape = (rows, num_dims) if batched else (num_dims,)
     args: list[Any] = [jax.ShapeDtypeStruct(shape, dtype)]
+    if data is not None:
+        args.append(jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), data))
     if keyed:
         args.append(jax.random.key(0))
     kind = "a population" if batched else "one point"
@@ -156,22 +214,25 @@ def check_objective(
             if batched
             else " (a function of a whole population needs batched=True)"
         )
+        if name != "fn":  # a test function: its arguments follow fn's (data, key)
+            hint = f" (it is called as {name}(x{', data' if data is not None else ''}"
+            hint += f"{', key' if keyed else ''}))"
         raise ValueError(
-            f"fn failed on {kind} of shape {shape}{hint}: {type(err).__name__}: {err}"
+            f"{name} failed on {kind} of shape {shape}{hint}: {type(err).__name__}: {err}"
         ) from err
     want = (rows,) if batched else ()
     out_shape = getattr(out, "shape", None)
     if out_shape != want:
         hint = " (a function of one point needs batched=False)" if batched else ""
         raise ValueError(
-            f"fn must return shape {want} for {kind} of shape {shape}, got "
+            f"{name} must return shape {want} for {kind} of shape {shape}, got "
             f"{out_shape if out_shape is not None else type(out).__name__}{hint}"
         )
     out_dtype = np.dtype(out.dtype)
     if np.issubdtype(out_dtype, np.complexfloating) or not (
         np.issubdtype(out_dtype, np.number) or out_dtype == np.bool_
     ):
-        raise TypeError(f"fn must return real values, got dtype {out_dtype}")
+        raise TypeError(f"{name} must return real values, got dtype {out_dtype}")
 
 
 def _noise_handler(noise_handling: Any) -> NoiseHandler | None:
@@ -268,7 +329,9 @@ def check_x0_function(x0: Callable[..., Any]) -> None:
 
 __all__ = [
     "BOUND_HANDLERS",
+    "ProblemKeywords",
     "build_pipeline",
+    "check_data",
     "check_x0_function",
     "check_objective",
     "check_x0_vector",

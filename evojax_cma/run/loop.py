@@ -7,6 +7,8 @@ finished ones). Finished runs are passed ``running=False`` in ``ask`` so that th
 trigger a batch-wide eigendecomposition. A run whose input is invalid (values only known
 inside the user's ``jit``/``vmap``) has its ``invalid_input`` flag set before the loop, so
 it never iterates and leaves the other runs of its batch untouched.
+
+(Over 400 lines: most of it is `minimize`'s docstring, which documents every keyword.)
 """
 
 from __future__ import annotations
@@ -25,15 +27,27 @@ from evojax_cma.core.types import CHUNKED, Strategy
 from evojax_cma.core.validation import (
     check_int,
     check_key,
-    check_options,
     check_sigma0,
     state_dtype,
 )
-from evojax_cma.history import init_history, metrics
+from evojax_cma.history import history_spec, init_history, metrics
 from evojax_cma.history import record as record_history
-from evojax_cma.run.arguments import check_x0_vector, initial_genotype, problem_and_pipeline
+from evojax_cma.run.arguments import (
+    ProblemKeywords,
+    check_x0_vector,
+    initial_genotype,
+    problem_and_pipeline,
+)
+from evojax_cma.run.evaluation import (
+    candidate,
+    evaluate_if_due,
+    evaluation_spec,
+    init_evaluations,
+    note_in_history,
+)
 from evojax_cma.run.segments import run_in_segments
 from evojax_cma.run.step import Best, chunked_fitness, generation, initial_best
+from evojax_cma.sharding import replicate, shard_problem
 from evojax_cma.transforms.base import Pipeline, Transform
 from evojax_cma.transforms.noise import NoiseHandler
 
@@ -51,6 +65,8 @@ class RunResult(NamedTuple):
       best_f: the objective's value there (inf if none was feasible; with
         ``maximize=True`` the largest value, in the objective's own sign).
       history: the recorded `evojax_cma.history.History` (with ``history=``), else None.
+      evaluation: the periodic test scores and the best candidate by them
+        (`evojax_cma.run.evaluation.Evaluations`, with ``evaluate=``), else None.
     """
 
     state: Any
@@ -58,6 +74,7 @@ class RunResult(NamedTuple):
     best_x: Array
     best_f: Array
     history: Any = None
+    evaluation: Any = None
 
 
 class Carry(NamedTuple):
@@ -73,6 +90,7 @@ class Carry(NamedTuple):
     tstates: Any
     best: Best
     history: Any
+    evaluations: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +104,12 @@ class Negated:
         return -jnp.asarray(self.fn(*args))
 
 
-_STATIC = ("strategy", "pipeline", "problem", "chunked", "record")
+_STATIC = ("strategy", "pipeline", "problem", "chunked", "record", "tested")
 _ALL_GENERATIONS = 2**31 - 1
 
 
-@partial(jax.jit, static_argnames=("strategy", "pipeline", "record"))
-def _start(strategy, pipeline, record, key, x0, sigma0, params, options) -> Carry:
+@partial(jax.jit, static_argnames=("strategy", "pipeline", "record", "tested"))
+def _start(strategy, pipeline, record, tested, key, x0, sigma0, params, options) -> Carry:
     state = strategy.init(key, x0, sigma0, params)
     tstates = pipeline.init(strategy.num_dims, strategy.popsize, state.mean.dtype)
     flags = strategy.stop(state, options)  # only invalid_input can be set here
@@ -99,7 +117,9 @@ def _start(strategy, pipeline, record, key, x0, sigma0, params, options) -> Carr
     if record is not None:
         capacity, stride, coordinates = record
         history = init_history(strategy.num_dims, state.mean.dtype, capacity, stride, coordinates)
-    return Carry(key, state, flags, tstates, initial_best(pipeline, state), history)
+    best = initial_best(pipeline, state)
+    tests = None if tested is None else init_evaluations(tested, best.x, state.evals)
+    return Carry(key, state, flags, tstates, best, history, tests)
 
 
 @partial(jax.jit, static_argnames="strategy")
@@ -108,29 +128,62 @@ def _stop_flags(strategy, state, options):
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _advance(strategy, pipeline, problem, chunked, record, carry, options, until) -> Carry:
-    """Generations until a criterion fires or the generation count reaches `until`."""
+def _advance(
+    strategy, pipeline, problem, chunked, record, tested, carry, options, until, data
+) -> Carry:
+    """Generations until a criterion fires or the generation count reaches `until`.
 
-    def cond(c: Carry):
-        return ~jnp.any(c.flags) & (c.state.generation < until)
+    With a periodic evaluation (`tested`), generations run in an inner loop up to the
+    next multiple of ``tested.every`` and the candidate is scored between inner loops
+    (see `evojax_cma.run.evaluation`).
+    """
 
-    def body(c: Carry) -> Carry:
-        key, k_gen = jax.random.split(c.key)
-        running = ~jnp.any(c.flags) & (c.state.generation < until)  # for batched loops
-        state, tstates, best, F = generation(
-            strategy, pipeline, problem, k_gen, c.state, c.tstates, c.best, running, chunked
-        )
+    def running(c: Carry, bound: Any) -> Array:
+        return ~jnp.any(c.flags) & (c.state.generation < bound)
+
+    def generations_until(bound: Any) -> Callable[[Carry], Carry]:
+        def body(c: Carry) -> Carry:
+            key, k_gen = jax.random.split(c.key)
+            state, tstates, best, F = generation(
+                strategy,
+                pipeline,
+                problem,
+                k_gen,
+                c.state,
+                c.tstates,
+                c.best,
+                running(c, bound),  # False for the finished runs of a batch
+                chunked,
+                data,
+            )
+            history = c.history
+            if record is not None:
+                history = record_history(history, metrics(strategy, state, F))
+            flags = strategy.stop(state, options)
+            return Carry(key, state, flags, tstates, best, history, c.evaluations)
+
+        return lambda c: lax.while_loop(lambda d: running(d, bound), body, c)
+
+    if tested is None:
+        return generations_until(until)(carry)
+
+    def then_evaluate(c: Carry) -> Carry:
+        next_test = (c.state.generation // tested.every + 1) * tested.every
+        c = generations_until(jnp.minimum(until, next_test))(c)
+        x = candidate(tested, pipeline.decode, c.state, c.best)
+        g = c.state.generation
+        tests, now, s = evaluate_if_due(tested, c.evaluations, x, g, c.state.evals, c.key, data)
         history = c.history
         if record is not None:
-            history = record_history(history, metrics(strategy, state, F))
-        return Carry(key, state, strategy.stop(state, options), tstates, best, history)
+            history = note_in_history(tested, history, g, now, s)
+        return c._replace(evaluations=tests, history=history)
 
-    return lax.while_loop(cond, body, carry)
+    return lax.while_loop(lambda c: running(c, until), then_evaluate, carry)
 
 
 def minimize(
     strategy: Strategy,
-    fn: Callable[[Array], Array],
+    fn: Callable[..., Any],
     key: Array,
     x0: Any,
     sigma0: Any,
@@ -138,30 +191,39 @@ def minimize(
     options: StopOptions | dict[str, Any] | None = None,
     *,
     batched: bool = False,
+    keyed: bool = False,
+    n_repeats: int = 1,
+    common_keys: bool = False,
+    data: Any = None,
     chunked: bool = False,
     bounds: Any = None,
     bound_handler: str = "transform",
     encoding: Transform | Pipeline | None = None,
     constraints: Callable[[Array], Array] | None = None,
     noise_handling: bool | NoiseHandler = False,
-    keyed: bool = False,
     maximize: bool = False,
     generations: int | None = None,
+    evaluate: Callable[..., Any] | None = None,
+    evaluate_every: int | None = None,
+    evaluate_on: str = "mean",
+    evaluate_maximize: bool | None = None,
     history: bool | dict[str, int] | None = None,
     progress: bool = False,
     segment: int = 100,
     checkpoint: Any = None,
     checkpoint_every: int | None = None,
     resume: Any = None,
+    sharding: Any = None,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
 
     Args:
       strategy: e.g. ``evojax_cma.cma_es(n)``.
       fn: a JAX-traceable objective. It maps one point ``(n,)`` to a scalar, or, with
-        ``batched=True``, a population ``(popsize, n)`` to ``(popsize,)``. With
-        ``keyed=True`` it takes a PRNG key as second argument (a noisy objective; every
-        call gets a fresh key).
+        ``batched=True``, a population ``(popsize, n)`` to ``(popsize,)``. With `data`
+        it takes the data as second argument, ``fn(x, data)``; with ``keyed=True`` a PRNG
+        key last, ``fn(x, key)`` or ``fn(x, data, key)`` (a noisy objective: minibatches,
+        episodes).
       key: a PRNG key (``jax.random.key(seed)``); the same key and inputs give the same
         run, bit for bit, jitted or not (see "Batches" below for ``vmap``).
       x0: initial mean, shape ``(n,)``, as the objective sees points (phenotype); it is
@@ -174,9 +236,21 @@ def minimize(
         names (``ftarget``, ``maxfevals``, ``tolfun``, ...).
       batched: whether `fn` evaluates a whole population at once (with ``chunked``: a
         whole chunk).
+      keyed: whether `fn` takes a PRNG key (see `fn`). Each point of a generation gets
+        its own key (a batched `fn` one key per call).
+      n_repeats: evaluate each point on this many keys and tell the mean (EvoJAX's
+        ``n_repeats``; needs `keyed`). ``state.evals`` counts every call.
+      common_keys: give every point of a generation the same key(s): common random
+        numbers, e.g. the same episodes for the whole population, as EvoJAX's trainer
+        does (needs `keyed`).
+      data: a pytree of arrays passed to `fn` (and `evaluate`) as a traced argument:
+        new data of the same shapes and dtypes reuses the compiled loop, and ``vmap``
+        over `data` sweeps datasets or environment parameters in one call.
       chunked: evaluate and tell chunk by chunk, never forming the population
         (`chunked_fitness` and ``strategy.tell_keyed``; for `evojax_cma.open_es` and
-        `evojax_cma.variational`). Same result as unchunked, to rounding.
+        `evojax_cma.variational`). Same result as unchunked, to rounding; a per-point
+        keyed objective gets the same keys in both modes (a batched one gets one key per
+        chunk, the generation's key with `common_keys`).
       bounds: ``(lower, upper)``, scalars or ``(n,)`` vectors (±inf allowed); every
         evaluated point lies in the box. pycma's ``bounds`` option.
       bound_handler: ``"transform"`` (pycma's ``BoundTransform``, the default) or
@@ -194,11 +268,23 @@ def minimize(
       noise_handling: True or `evojax_cma.noise_handler` settings: UH-CMA-ES
         (`evojax_cma.transforms.noise`, pycma's ``noise_handler``); ``tolfacupx`` then
         defaults to inf, as in pycma. CMA-family strategies only.
-      keyed: whether `fn` takes a PRNG key (see `fn`).
       maximize: maximise `fn` (the strategy is told ``-fn``; ``best_f`` is reported in
         the objective's own sign, the state's fitness values in the minimised one).
       generations: run exactly this many generations: every other criterion is off
         (`options` may not be given then). The obvious switch for training runs.
+      evaluate: a test function scored every `evaluate_every` generations inside the
+        compiled loop on the candidate `evaluate_on`; called like a per-point `fn`
+        (``evaluate(x[, data][, key])``, with a key when `keyed`), returning one real
+        score in its own sign. Scores, generations and evaluations are recorded in
+        ``RunResult.evaluation`` (`evojax_cma.run.evaluation.Evaluations`: the last 1000,
+        ``ordered`` sorts them; ``best_x``/``best_score`` the best candidate by score;
+        not counted in ``evals``) and, with `history`, in its ``f_mean`` column at the
+        generations both record (negated with `maximize`, as the history's f-values).
+      evaluate_every: generations between evaluations (>= 1, default 10).
+      evaluate_on: ``"mean"`` (the decoded ``state.mean``, default) or ``"best"``
+        (``best_x``).
+      evaluate_maximize: whether a larger score is better (default: `maximize`; e.g.
+        True for an accuracy or a return while `fn` is a loss).
       history: record a `evojax_cma.history.History` in the loop: True (every
         generation, the last 1000 records) or a dict of ``capacity``, ``stride`` and
         ``coordinates`` (see `evojax_cma.history.init_history`).
@@ -212,6 +298,10 @@ def minimize(
         exact; others are rounded up to the next segment end).
       resume: a path written by `checkpoint`: continue that run (the same strategy,
         problem and settings) bit for bit as if it had not stopped.
+      sharding: `evojax_cma.population_sharding(...)`: sample and evaluate each
+        generation's rows on the devices of its mesh (all processes' under
+        ``jax.distributed``); only fitness values and n-vector/rank-μ sums cross devices.
+        The population (with ``chunked``, the chunk) must divide by the device count.
 
     Returns:
       `RunResult` with the final state and the flags of the criteria that fired.
@@ -246,19 +336,30 @@ def minimize(
     dtype = state_dtype(x0)
     check_sigma0(sigma0, dtype)
     rows = strategy.chunk_size if chunked and strategy.chunk_size else strategy.popsize
+    keywords = ProblemKeywords(
+        batched,
+        keyed,
+        constraints,
+        bounds,
+        bound_handler,
+        encoding,
+        noise_handling,
+        n_repeats,
+        common_keys,
+    )
     problem, pipeline = problem_and_pipeline(
-        strategy,
-        fn,
-        x0,
-        batched=batched,
+        strategy, fn, x0, keywords, dtype=dtype, rows=rows, data=data
+    )
+    tested = evaluation_spec(
+        evaluate,
+        evaluate_every,
+        evaluate_on,
+        evaluate_maximize,
         keyed=keyed,
-        constraints=constraints,
-        bounds=bounds,
-        bound_handler=bound_handler,
-        encoding=encoding,
-        noise_handling=noise_handling,
+        data=data,
+        num_dims=strategy.num_dims,
         dtype=dtype,
-        rows=rows,
+        objective_maximized=maximize,
     )
     if generations is not None:
         if options is not None:
@@ -277,20 +378,21 @@ def minimize(
             raise ValueError(
                 f"chunked=True needs a strategy with chunks; {strategy.name!r} has none"
             )
-        if pipeline.stateful or constraints is not None or keyed:
+        if pipeline.stateful or constraints is not None:
             raise ValueError(
-                "chunked=True works without bound_handler='penalty', constraints, "
-                "noise_handling and keyed"
+                "chunked=True works without bound_handler='penalty', constraints and noise_handling"
             )
     x0 = initial_genotype(pipeline, x0)
-    record = _record_spec(history)
-    carry = _start(strategy, pipeline, record, key, x0, sigma0, params, options)
-    static = (strategy, pipeline, problem, bool(chunked), record)
+    record = history_spec(history)
+    problem = shard_problem(problem, sharding, rows)
+    key, x0, sigma0, params, options = replicate(sharding, (key, x0, sigma0, params, options))
+    carry = _start(strategy, pipeline, record, tested, key, x0, sigma0, params, options)
+    static = (strategy, pipeline, problem, bool(chunked), record, tested)
     if not (progress or checkpoint is not None or resume is not None):
-        carry = _advance(*static, carry, options, _ALL_GENERATIONS)
+        carry = _advance(*static, carry, options, _ALL_GENERATIONS, data)
     else:
         carry = run_in_segments(
-            lambda c, until: _advance(*static, c, options, until),
+            lambda c, until: _advance(*static, c, options, until, data),
             carry,
             segment=segment,
             progress=progress,
@@ -301,26 +403,9 @@ def minimize(
             after_load=lambda c: c._replace(flags=_stop_flags(strategy, c.state, options)),
         )
     best_f = -carry.best.f if maximize else carry.best.f
-    return RunResult(carry.state, carry.flags, carry.best.x, best_f, carry.history)
-
-
-def _record_spec(history: Any) -> tuple[int, int, int] | None:
-    """``(capacity, stride, coordinates)`` from the ``history=`` argument (static)."""
-    if history is None or history is False:
-        return None
-    if history is True:
-        history = {}
-    if not isinstance(history, dict):
-        raise TypeError(f"history must be a bool or a dict of settings, got {history!r}")
-    check_options("history setting(s)", history, frozenset({"capacity", "stride", "coordinates"}))
-    spec = (
-        history.get("capacity", 1000),
-        history.get("stride", 1),
-        history.get("coordinates", 100),
+    return RunResult(
+        carry.state, carry.flags, carry.best.x, best_f, carry.history, carry.evaluations
     )
-    for name, value in zip(("capacity", "stride", "coordinates"), spec, strict=True):
-        check_int(f"history {name}", value, 1)
-    return spec
 
 
 __all__ = ["Carry", "Negated", "RunResult", "chunked_fitness", "minimize"]

@@ -12,7 +12,7 @@ calls; under the user's own ``jit``/``vmap`` a driver runs in one segment.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,7 +20,30 @@ from evojax_cma import checkpoint as ckpt
 from evojax_cma.core.validation import any_traced, check_int
 
 
-def _progress_bar(enabled: bool) -> Any:
+class Counters(NamedTuple):
+    """What the host reads from a carry between segments (arrays; batched under ``vmap``)."""
+
+    generation: Any  # generations so far (over all runs of a schedule)
+    evals: Any
+    best_f: Any
+    sigma: Any
+    done: Any  # whether each run is finished
+
+
+ALL_GENERATIONS = 2**31 - 1
+"""The ``until`` of a run in one segment (the largest int32)."""
+
+
+def carry_counters(carry: Any) -> Counters:
+    """`Counters` of a `evojax_cma.minimize` carry (``state``, ``flags``, ``best``)."""
+    done = np.any(np.asarray(carry.flags), axis=-1)
+    return Counters(
+        carry.state.generation, carry.state.evals, carry.best.f, carry.state.sigma, done
+    )
+
+
+def progress_bar(enabled: bool) -> Any:
+    """A tqdm bar counting generations, or None when not `enabled`."""
     if not enabled:
         return None
     try:
@@ -41,8 +64,12 @@ def run_in_segments(
     resume: Any = None,
     metadata: dict[str, Any] | None = None,
     after_load: Callable[[Any], Any] | None = None,
+    counters: Callable[[Any], Counters] = carry_counters,
 ) -> Any:
     """Call ``advance(carry, until)`` segment by segment until the run's flags are set.
+
+    Without `progress`, `checkpoint` and `resume`, one call to the end
+    (``until=ALL_GENERATIONS``), which also works under the user's ``jit``/``vmap``.
 
     Args:
       advance: the driver's compiled loop: runs until a criterion fires or the state's
@@ -58,11 +85,15 @@ def run_in_segments(
       metadata: kept in the checkpoint beside the carry.
       after_load: applied to a resumed carry (the driver re-evaluates its stop flags
         under the new options, so that a run stopped by ``maxiter`` can be extended).
+      counters: reads generation, evaluations, best f, σ and whether it is done from a
+        carry (`carry_counters` for `evojax_cma.minimize`'s).
 
     Raises:
       ValueError: a carry that is traced (inside ``jit``/``vmap``), a bad segment, or a
         checkpoint of another run (see `evojax_cma.checkpoint.load`).
     """
+    if not (progress or checkpoint is not None or resume is not None):
+        return advance(carry, ALL_GENERATIONS)  # one call: nothing to do in between
     segment = check_int("segment", segment, 1)
     every = (
         segment if checkpoint_every is None else check_int("checkpoint_every", checkpoint_every, 1)
@@ -73,24 +104,30 @@ def run_in_segments(
             "inside jit or vmap (run the batch with jax.vmap and no progress, or loop in Python)"
         )
     if resume is not None:
-        carry = ckpt.load(resume, like=carry)
+        expect = {k: v for k, v in (metadata or {}).items() if k != "generation"}
+        carry = ckpt.load(resume, like=carry, expect=expect)
         if after_load is not None:
             carry = after_load(carry)
-    bar = _progress_bar(progress)
-    last_saved = int(np.max(np.asarray(carry.state.generation)))
+    bar = progress_bar(progress)
+
+    def generation_of(carry: Any) -> int:
+        return int(np.max(np.asarray(counters(carry).generation)))
+
+    last_saved = generation_of(carry)
     try:
         while True:
-            generation = int(np.max(np.asarray(carry.state.generation)))
-            if bool(np.all(np.any(np.asarray(carry.flags), axis=-1))):
+            generation = generation_of(carry)
+            if bool(np.all(np.asarray(counters(carry).done))):
                 break
             carry = advance(carry, generation + segment)
-            now = int(np.max(np.asarray(carry.state.generation)))
+            now = generation_of(carry)
             if bar is not None:
+                c = counters(carry)
                 bar.update(now - generation)
                 bar.set_postfix(
-                    evals=int(np.max(np.asarray(carry.state.evals))),
-                    best_f=f"{float(np.min(np.asarray(carry.best.f))):.4g}",
-                    sigma=f"{float(np.median(np.asarray(carry.state.sigma))):.3g}",
+                    evals=int(np.max(np.asarray(c.evals))),
+                    best_f=f"{float(np.min(np.asarray(c.best_f))):.4g}",
+                    sigma=f"{float(np.median(np.asarray(c.sigma))):.3g}",
                     refresh=False,
                 )
             if checkpoint is not None and now - last_saved >= every:
@@ -102,9 +139,9 @@ def run_in_segments(
         if bar is not None:
             bar.close()
     if checkpoint is not None:
-        now = int(np.max(np.asarray(carry.state.generation)))
+        now = generation_of(carry)
         ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
     return carry
 
 
-__all__ = ["run_in_segments"]
+__all__ = ["ALL_GENERATIONS", "Counters", "carry_counters", "progress_bar", "run_in_segments"]
