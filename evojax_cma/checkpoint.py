@@ -120,22 +120,33 @@ def load_metadata(path: Any) -> dict[str, Any]:
     return _read(path, arrays=False)[0]["metadata"]
 
 
-def load(path: Any, like: Any) -> Any:
+def load(path: Any, like: Any, *, expect: dict[str, Any] | None = None) -> Any:
     """Read a checkpoint written by `save` into the structure of `like`.
 
     Args:
       path: the ``.npz`` file.
       like: a pytree of the same structure, shapes and dtypes (e.g. a fresh ``init``
         state of the same strategy, with a key and history if they were saved).
+      expect: metadata the checkpoint must have been saved with (e.g. the driver, the
+        strategy's name, the restart schedule): a setting that differs is an error even
+        where the arrays would fit.
 
     Returns:
       The saved tree, with JAX arrays (and typed keys where saved).
 
     Raises:
-      ValueError: a truncated or corrupted file, another format, or a tree that differs
-        from `like` (another strategy, dimension, dtype): the message names the leaf.
+      ValueError: a truncated or corrupted file, another format, metadata that differs
+        from `expect` (the message names each setting, saved and expected), or a tree
+        that differs from `like` (another strategy, dimension, dtype): the message names
+        the leaf.
     """
     header, data = _read(path)
+    saved = header["metadata"]
+    wanted = json.loads(json.dumps(expect or {}))  # compared as stored (tuples -> lists)
+    differ = [k for k in wanted if saved.get(k) != wanted[k]]
+    if differ:
+        changes = "; ".join(f"{k}: saved {saved.get(k)!r}, expected {wanted[k]!r}" for k in differ)
+        raise ValueError(f"{path} is a checkpoint of another run: {changes}")
     paths, leaves, treedef = _describe(like)
     saved_paths = [leaf["path"] for leaf in header["leaves"]]
     if header["treedef"] != str(treedef) or saved_paths != paths:

@@ -6,8 +6,13 @@
    distance to the best value seen, as pycma plots ``f - min(f)``, when f is not
    positive), and f at the mean where recorded;
 2. the mean (object variables), one line per coordinate;
-3. σ, the axis ratio and the sorted square roots of the eigenvalues of C (log scale);
+3. σ, the axis ratio and the sorted square roots of the eigenvalues of C (log scale),
+   and for `open_es`/`variational` the gradient norm and the optimiser's step size;
 4. the per-coordinate standard deviations σ·sqrt(C_ii) (log scale).
+
+A restart schedule (`evojax_cma.minimize_restarts`, `evojax_cma.fmin` with restarts) is
+one history; a dotted vertical line in every panel marks the first generation of each new
+run (of the longest run of a batch), as pycma's plots show restarts.
 
 A batch of runs (a history recorded under ``vmap``) is drawn as the median over runs with
 a band between two quantiles for the scalar series, and the median per coordinate for the
@@ -109,7 +114,11 @@ def plot(
     ax_x.plot(x, np.nanmedian(series("mean"), axis=0))
     ax_x.set_title("mean (object variables)")
 
-    for name, label, style in (("sigma", "sigma", "g-"), ("axis_ratio", "axis ratio", "r-")):
+    scalars = (("sigma", "sigma", "g-"), ("axis_ratio", "axis ratio", "r-"))
+    scalars += (("grad_norm", "gradient norm", "m-"), ("step_size", "step size", "k-"))
+    for name, label, style in scalars:
+        if not np.isfinite(series(name)).any():
+            continue
         median, lo, hi = _band(series(name), quantiles)
         ax_s.plot(x, median, style, label=label)
         if batch:
@@ -123,7 +132,11 @@ def plot(
     ax_d.set_yscale("log")
     ax_d.set_title("standard deviations in all coordinates")
 
+    runs = flat["run"][longest][keep]
+    starts = x[1:][np.diff(runs) != 0]  # first generation of each new run
     for ax in axes:
+        for start in starts:
+            ax.axvline(start, color="0.5", ls=":", lw=0.8)
         ax.set_xlabel("generation")
         ax.grid(True, which="major", alpha=0.3)
     if title:

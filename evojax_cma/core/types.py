@@ -16,7 +16,10 @@ Numeric hyperparameters live in ``params`` (stored in the state by ``init``), so
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
+
+import jax.numpy as jnp
 
 COVARIANCE = "covariance"
 """Capability: the state has ``sigma`` and a full covariance ``C`` of shape ``(n, n)``."""
@@ -65,6 +68,10 @@ class Strategy(NamedTuple):
         ``0 < c_sigma < 1``), raising `TypeError`/`ValueError`. The drivers call it before
         tracing, where ``init`` (inside their ``jit``) would see only shapes; values only
         known under the user's own ``jit`` are reported as ``invalid_input`` by ``stop``.
+      metrics: ``state -> dict`` of the per-generation metrics of the state (the one place
+        a strategy exposes them; `evojax_cma.history` records them): `summary_metrics`
+        for every strategy, plus ``grad_norm`` and ``step_size`` for the score-function
+        strategies (`METRICS` lists the names).
 
     Two strategies compare equal (and hash alike) when their name, dimension, popsize,
     chunk size, static options and the definitions of their functions (module and
@@ -89,6 +96,7 @@ class Strategy(NamedTuple):
     summary: Callable[[Any], Any] | None = None
     capabilities: frozenset[str] = frozenset()
     check_params: Callable[[Any], Any] | None = None
+    metrics: Callable[[Any], dict[str, Any]] | None = None
 
     def _identity(self) -> tuple[Any, ...]:
         functions = tuple(_function_identity(getattr(self, f)) for f in _FUNCTION_FIELDS)
@@ -105,7 +113,40 @@ class Strategy(NamedTuple):
 
 
 _FUNCTION_FIELDS = ("default_params", "init", "ask", "tell", "stop", "stop_options")
-_FUNCTION_FIELDS += ("ask_chunk", "tell_keyed", "summary", "check_params")
+_FUNCTION_FIELDS += ("ask_chunk", "tell_keyed", "summary", "check_params", "metrics")
+
+METRICS = ("sigma", "axis_ratio", "axis_lengths", "stds", "mean", "grad_norm", "step_size")
+"""The names a ``Strategy.metrics`` dict may hold (a strategy gives those it has).
+
+``sigma`` (the geometric mean for a per-coordinate σ), ``axis_ratio`` (longest over
+shortest axis), ``axis_lengths`` (sorted square roots of the eigenvalues of C, without σ),
+``stds`` (σ times the per-coordinate standard deviations), ``mean``; for `open_es` and
+`variational` also ``grad_norm`` (the norm of the mean's search-gradient estimate that
+was handed to the optimiser) and ``step_size`` (the norm of the update the optimiser
+applied to the mean)."""
+
+
+def summary_metrics(summary: Callable[[Any], Any], state: Any) -> dict[str, Any]:
+    """The metrics every strategy has, read from its ``summary`` (see `METRICS`)."""
+    s = summary(state)
+    axes = jnp.sort(s.D)
+    dtype = s.mean.dtype
+    return dict(
+        sigma=jnp.asarray(s.sigma, dtype),
+        axis_ratio=axes[-1] / axes[0],
+        axis_lengths=axes,
+        stds=s.sigma * jnp.broadcast_to(s.stds, s.mean.shape),
+        mean=s.mean,
+    )
+
+
+def strategy_metrics(strategy: Strategy, state: Any) -> dict[str, Any]:
+    """``strategy.metrics(state)``, or `summary_metrics` for a strategy built without it."""
+    if strategy.metrics is not None:
+        return strategy.metrics(state)
+    if strategy.summary is None:
+        raise ValueError(f"strategy {strategy.name!r} has neither metrics nor summary")
+    return summary_metrics(strategy.summary, state)
 
 
 def _function_identity(fn: Any) -> Any:
@@ -140,7 +181,9 @@ def build_strategy(
         identity: list every setting that changes its behaviour).
       stop_defaults: the strategy's own default thresholds (pycma names).
       functions: ``default_params``, ``init``, ``ask``, ``tell``, ``summary``,
-        ``check_params`` (and, for chunked strategies, ``ask_chunk`` and ``tell_keyed``).
+        ``check_params`` (and, for chunked strategies, ``ask_chunk`` and ``tell_keyed``;
+        ``metrics`` where the strategy has more than `summary_metrics`, which is the
+        default).
       capabilities: what the state offers (the constants of this module).
       popsize_of: the (possibly traced) λ of a state, where it is a parameter.
       chunk_size: rows per chunk, for chunked strategies.
@@ -149,6 +192,8 @@ def build_strategy(
     """
     from evojax_cma.core.termination import make_stop_functions  # noqa: PLC0415
 
+    functions = dict(functions)
+    functions.setdefault("metrics", partial(summary_metrics, functions["summary"]))
     stop_options, stop = make_stop_functions(
         num_dims, popsize, stop_defaults, functions["summary"], popsize_of, params_ok
     )

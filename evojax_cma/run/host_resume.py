@@ -37,8 +37,10 @@ class FminResult(NamedTuple):
       stop: names of the termination criteria that fired (empty in the result so far
         of an `FminError`).
       state: the final strategy state.
-      history: one row per generation of all runs: ``(iteration, evals, best f of the
-        generation, sigma, axis ratio)``.
+      history: with ``fmin(..., history=...)``, the recorded
+        `evojax_cma.history.History` of all runs (what `evojax_cma.plot.plot` draws);
+        otherwise one row per generation of all runs: ``(iteration, evals, best f of
+        the generation, sigma, axis ratio)``.
       runs: number of runs (1 + restarts).
     """
 
@@ -48,7 +50,7 @@ class FminResult(NamedTuple):
     iterations: int
     stop: list[str]
     state: Any
-    history: np.ndarray
+    history: Any
     runs: int = 1
 
 
@@ -84,6 +86,7 @@ class FminCheckpoint(NamedTuple):
       run: the run in progress, or None when the failure came before a run started (the
         ``x0`` function at a restart): the resumed call starts that run.
       last_state: the strategy state of the last run (for the result).
+      recorded: the `evojax_cma.history.History` so far (with ``history=``), else None.
     """
 
     settings: dict[str, Any]
@@ -95,6 +98,7 @@ class FminCheckpoint(NamedTuple):
     history: tuple[tuple, ...]
     run: RunCheckpoint | None
     last_state: Any
+    recorded: Any = None
 
 
 class FminError(RuntimeError):
@@ -248,6 +252,8 @@ def fmin_error(
         checkpoint.history,
         [],
     )._replace(runs=run)
+    if checkpoint.recorded is not None:
+        result = result._replace(history=checkpoint.recorded)
     message = (
         f"{error.message}, {where}; err.result holds the result so far, and "
         "fmin(..., resume=err.resume) continues from before this "

@@ -13,6 +13,12 @@ first runs pay up to 512 times their own work (on an accelerator the extra rows 
 mostly free; on CPU they dominate early runs: see ``benchmarks/restarts.py``). Lower
 ``restarts`` (or pass ``max_popsize``) when that matters; runs that would need more rows
 than ``max_popsize`` are not started (the schedule ends as if ``restarts`` were reached).
+
+The whole schedule is one `RestartCarry` (current run, schedule, keys, best point,
+history) advanced by a loop compiled with the generation to stop at as a traced
+argument, so progress bars, checkpoints and resuming (`evojax_cma.run.segments`) give
+bit-identical results, mid-run or between runs. (About 400 lines: the driver, its carry
+and loop, and `uniform_x0`, the x0 of every driver, which was born here.)
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ from jax import Array, lax
 from evojax_cma.core import progress, termination
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
+    any_traced,
     check_int,
     check_key,
     check_options,
     check_sigma0,
     state_dtype,
 )
+from evojax_cma.history import history_spec, init_history, metrics
+from evojax_cma.history import record as record_history
 from evojax_cma.run.arguments import (
+    ProblemKeywords,
     check_x0_function,
     check_x0_vector,
     initial_genotype,
@@ -49,7 +59,8 @@ from evojax_cma.run.schedule import (
     restart_config,
     run_stop_options,
 )
-from evojax_cma.run.step import generation, initial_best
+from evojax_cma.run.segments import Counters, run_in_segments
+from evojax_cma.run.step import Best, generation, initial_best
 from evojax_cma.strategies.cma_es import cma_es
 from evojax_cma.transforms.base import Pipeline, Transform
 from evojax_cma.transforms.noise import NoiseHandler
@@ -68,6 +79,8 @@ class RestartResult(NamedTuple):
       popsize: λ of the last run.
       state: the last run's final strategy state.
       stop_flags: the criteria that ended the last run (`evojax_cma.stop_reasons`).
+      history: with ``history=``, one `evojax_cma.history.History` of the whole
+        schedule (``run`` says which run a record belongs to), else None.
     """
 
     best_x: Array
@@ -78,46 +91,105 @@ class RestartResult(NamedTuple):
     popsize: Array
     state: Any
     stop_flags: Array
+    history: Any = None
 
 
-@partial(jax.jit, static_argnames=("strategy", "pipeline", "problem", "x0_fn", "config"))
-def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigma0, overrides):
+class RestartCarry(NamedTuple):
+    """Everything a restart schedule carries from one generation to the next (a pytree).
+
+    The schedule can stop after any generation (in the middle of a run, or right after a
+    restart was planned) and continue from its carry bit for bit: `minimize_restarts`'s
+    segments, progress bar and checkpoints.
+    """
+
+    key: Array
+    state: Any  # the current run's strategy state
+    opts: Any  # the current run's StopOptions
+    tstates: Any
+    schedule: Any  # `evojax_cma.run.schedule.Schedule`
+    best: Best
+    flags: Array  # the flags of the last generation's run
+    done: Array  # the whole optimisation is over
+    generation: Array  # generations of all runs
+    history: Any
+
+
+_STATIC = ("strategy", "pipeline", "x0_fn", "config", "record")
+
+
+def _start_run(strategy, pipeline, x0_fn, config, key, x0, sigma0, overrides, plan):
+    """A run's state, stop options and transformation states (`plan`: schedule, σ factor, cap)."""
+    schedule, sigma_factor, maxiter_cap = plan
     n = strategy.num_dims
-    end_all = jnp.asarray([name in ENDS_ALL for name in termination.STOP_NAMES])
+    dtype = _dtype(x0_fn, x0)
+    k_x0, k_init = jax.random.split(key)
+    start_x = x0 if x0_fn is None else initial_genotype(pipeline, x0_fn(k_x0))
+    params = strategy.default_params(schedule.popsize)
+    state = strategy.init(k_init, jnp.asarray(start_x, dtype), sigma0 * sigma_factor, params)
+    opts = run_stop_options(n, schedule.popsize, overrides, schedule.evals_before, maxiter_cap)
+    return state, opts, pipeline.init(n, config.popsize, dtype)
 
-    def start(key, schedule, sigma_factor, maxiter_cap):
-        k_x0, k_init = jax.random.split(key)
-        start_x = x0 if x0_fn is None else initial_genotype(pipeline, x0_fn(k_x0))
-        params = strategy.default_params(schedule.popsize)
-        state = strategy.init(k_init, jnp.asarray(start_x, dtype), sigma0 * sigma_factor, params)
-        opts = run_stop_options(n, schedule.popsize, overrides, schedule.evals_before, maxiter_cap)
-        return state, opts, pipeline.init(n, config.popsize, dtype)
 
-    dtype = jnp.result_type(float) if x0_fn is not None else progress.start_point(x0).dtype
-    key, k_start = jax.random.split(key)
+def _dtype(x0_fn, x0):
+    return jnp.result_type(float) if x0_fn is not None else progress.start_point(x0).dtype
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _start(strategy, pipeline, x0_fn, config, record, key, x0, sigma0, overrides):
+    key, k_start, n = *jax.random.split(key), strategy.num_dims
     schedule = first_run(config)
-    state, opts, tstates = start(k_start, schedule, 1.0, jnp.inf)
+    run = (strategy, pipeline, x0_fn, config, k_start, x0, sigma0, overrides)
+    state, opts, tstates = _start_run(*run, (schedule, 1.0, jnp.inf))
     flags = strategy.stop(state, opts)  # only invalid_input can be set before a generation
+    history = None if record is None else init_history(n, state.mean.dtype, *record)
+    done = jnp.any(flags & _ends_all())
+    zero = jnp.asarray(0, jnp.int32)
     best = initial_best(pipeline, state)
-    carry = (key, state, opts, tstates, schedule, best, flags, jnp.any(flags & end_all))
+    return RestartCarry(key, state, opts, tstates, schedule, best, flags, done, zero, history)
 
-    def cond(carry):
-        return ~carry[-1]
 
-    def body(carry):
-        key, state, opts, tstates, schedule, best, _, done = carry
-        key, k_ask, k_plan, k_start = jax.random.split(key, 4)
-        state, tstates, best, _ = generation(
-            strategy, pipeline, problem, k_ask, state, tstates, best, running=~done
+def _ends_all() -> Array:
+    return jnp.asarray([name in ENDS_ALL for name in termination.STOP_NAMES])
+
+
+@partial(jax.jit, static_argnames=(*_STATIC, "problem"))
+def _advance(
+    strategy, pipeline, x0_fn, config, record, problem, carry, x0, sigma0, overrides, until
+):
+    """Generations until the schedule ends or `until` generations (of all runs) are done."""
+    end_all = _ends_all()
+
+    def cond(c: RestartCarry):
+        return ~c.done & (c.generation < until)
+
+    def body(c: RestartCarry) -> RestartCarry:
+        key, k_ask, k_plan, k_start = jax.random.split(c.key, 4)
+        running = ~c.done & (c.generation < until)  # for batched loops
+        state, tstates, best, F = generation(
+            strategy, pipeline, problem, k_ask, c.state, c.tstates, c.best, running=running
         )
-        flags = strategy.stop(state, opts)
+        flags = strategy.stop(state, c.opts)
+        schedule = c.schedule
+        history = c.history
+        if record is not None:
+            values = metrics(
+                strategy,
+                state,
+                F,
+                generation=c.generation + 1,
+                evals=schedule.evals_before + state.evals,
+                f_best_so_far=best.f,
+                run=schedule.runs,
+            )
+            history = record_history(history, values)
 
         def restart(args):
-            state, opts, tstates, schedule = args
+            state, _, _, schedule = args
             schedule, factor, maxiter_cap, exhausted = plan_next_run(
                 config, schedule, state.evals, k_plan
             )
-            new_state, new_opts, new_aux = start(k_start, schedule, factor, maxiter_cap)
+            run = (strategy, pipeline, x0_fn, config, k_start, x0, sigma0, overrides)
+            new_state, new_opts, new_aux = _start_run(*run, (schedule, factor, maxiter_cap))
             # a run drawn with invalid input (x0 function returning NaN) ends everything
             invalid = strategy.stop(new_state, new_opts)[-1]
             return new_state, new_opts, new_aux, schedule, exhausted, invalid
@@ -127,7 +199,9 @@ def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigm
 
         run_over = jnp.any(flags)
         ends_all = jnp.any(flags & end_all)
-        restarted = lax.cond(run_over & ~ends_all, restart, keep, (state, opts, tstates, schedule))
+        restarted = lax.cond(
+            run_over & ~ends_all, restart, keep, (state, c.opts, tstates, schedule)
+        )
         invalid_next = restarted[-1]
         flags = flags.at[-1].set(flags[-1] | invalid_next)
         restarted = restarted[:-1]
@@ -135,21 +209,33 @@ def _minimize_restarts(strategy, pipeline, problem, x0_fn, config, key, x0, sigm
         # A finished optimisation keeps its last run's state, options and schedule.
         state, opts, tstates, schedule = jax.tree.map(
             lambda old, new: jnp.where(done, old, new),
-            (state, opts, tstates, schedule),
+            (state, c.opts, tstates, schedule),
             restarted[:-1],
         )
-        return key, state, opts, tstates, schedule, best, flags, done
+        return RestartCarry(
+            key, state, opts, tstates, schedule, best, flags, done, c.generation + 1, history
+        )
 
-    _, state, _, _, schedule, best, flags, _ = lax.while_loop(cond, body, carry)
+    return lax.while_loop(cond, body, carry)
+
+
+def _counters(carry: RestartCarry) -> Counters:
+    evals = carry.schedule.evals_before + carry.state.evals
+    return Counters(carry.generation, evals, carry.best.f, carry.state.sigma, carry.done)
+
+
+def _result(carry: RestartCarry) -> RestartResult:
+    state, schedule = carry.state, carry.schedule
     return RestartResult(
-        best_x=best.x,
-        best_f=best.f,
+        best_x=carry.best.x,
+        best_f=carry.best.f,
         evals=schedule.evals_before + state.evals,
         runs=schedule.runs,
         small_runs=schedule.small_runs,
         popsize=schedule.popsize,
         state=state,
-        stop_flags=flags,
+        stop_flags=carry.flags,
+        history=carry.history,
     )
 
 
@@ -208,6 +294,12 @@ def minimize_restarts(
     constraints: Callable[[Array], Array] | None = None,
     noise_handling: bool | NoiseHandler = False,
     keyed: bool = False,
+    history: bool | dict[str, int] | None = None,
+    progress: bool = False,
+    segment: int = 100,
+    checkpoint: Any = None,
+    checkpoint_every: int | None = None,
+    resume: Any = None,
 ) -> RestartResult:
     """IPOP- or BIPOP-CMA-ES in one ``jit``, like ``cma.fmin2(fn, x0, sigma0, restarts=9)``.
 
@@ -241,6 +333,21 @@ def minimize_restarts(
         run).
       noise_handling: see `evojax_cma.minimize` (a fresh noise level every run).
       keyed: whether `fn` takes a PRNG key; see `evojax_cma.minimize`.
+      history: record one `evojax_cma.history.History` over the whole schedule, as
+        `evojax_cma.minimize` does (True, or a dict of ``capacity``, ``stride``,
+        ``coordinates``); its ``generation`` and ``evals`` count over all runs, ``run``
+        says which run a record belongs to.
+      progress: show a tqdm bar (generations of all runs, evaluations, best f, σ),
+        updated every `segment` generations; a top-level call only.
+      segment: generations (of all runs) per compiled segment.
+      checkpoint: a path: the schedule's whole carry (current run, restart schedule,
+        keys, best point, history) is saved there every `checkpoint_every` generations
+        and at the end (`evojax_cma.checkpoint`).
+      checkpoint_every: generations between checkpoints (rounded up to a segment's end).
+      resume: a path written by `checkpoint`: continue that schedule, mid-run or between
+        runs, bit for bit as if it had not stopped. The dimension, the schedule's
+        settings (restarts, bipop, incpopsize, popsize, max_popsize, preset, active) and
+        the options must be those it was saved with (a clear `ValueError` otherwise).
 
     Returns:
       A `RestartResult`. A run whose input is invalid (a σ0, or an x0 drawn by a function,
@@ -280,26 +387,35 @@ def minimize_restarts(
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
-    problem, pipeline = problem_and_pipeline(
-        strategy,
-        fn,
-        None if x0_fn is not None else x0,
-        batched=batched,
-        keyed=keyed,
-        constraints=constraints,
-        bounds=bounds,
-        bound_handler=bound_handler,
-        encoding=encoding,
-        noise_handling=noise_handling,
-        dtype=dtype,
+    keywords = ProblemKeywords(
+        batched, keyed, constraints, bounds, bound_handler, encoding, noise_handling
     )
+    start = None if x0_fn is not None else x0
+    problem, pipeline = problem_and_pipeline(strategy, fn, start, keywords, dtype=dtype)
     options = pipeline.stop_defaults(options)
     overrides = {k: jnp.asarray(v) for k, v in options.items()}
     if x0_fn is None:
         x0 = initial_genotype(pipeline, x0)
-    return _minimize_restarts(
-        strategy, pipeline, problem, x0_fn, config, key, x0, sigma0, overrides
+    record = history_spec(history)
+    static = (strategy, pipeline, x0_fn, config, record)
+    carry = _start(*static, key, x0, sigma0, overrides)
+    args = (x0, sigma0, overrides)
+    settings = {"driver": "minimize_restarts", "num_dims": n, "schedule": list(config)}
+    settings.update(preset=preset, active=active)
+    if (checkpoint is not None or resume is not None) and not any_traced(options):
+        settings["options"] = {k: np.asarray(v).tolist() for k, v in options.items()}
+    carry = run_in_segments(
+        lambda c, until: _advance(*static, problem, c, *args, until),
+        carry,
+        segment=segment,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        metadata=settings,
+        counters=_counters,
     )
+    return _result(carry)
 
 
 __all__ = ["RestartResult", "minimize_restarts", "uniform_x0"]
