@@ -115,6 +115,16 @@ def rank_population(
     return population, fitness, order, f_sorted
 
 
+def select_row(x: Array, i: Any) -> Array:
+    """Row `i` of `x` as a masked sum over rows, exactly ``x[i]`` for finite rows.
+
+    A population split by rows over devices (`evojax_cma.sharding`) then sends one
+    n-vector across devices, where ``x[i]`` (a dynamic index) gathers the whole array.
+    """
+    pick = (jnp.arange(x.shape[0]) == i).reshape((-1,) + (1,) * (x.ndim - 1))
+    return jnp.sum(jnp.where(pick, x, jnp.zeros((), x.dtype)), axis=0)
+
+
 def ranks(fitness: Array) -> Array:
     """Rank of each entry, 0 for the best, with the non-finite rule and stable ties."""
     order, _ = rank_order(fitness)

@@ -46,6 +46,13 @@ class EvaluationError(Exception):
         super().__init__(message)
         self.message, self.kind, self.index, self.point = message, kind, index, point
 
+    @classmethod
+    def at(
+        cls, message: str, i: int, x: Any, kind: type[Exception] = RuntimeError
+    ) -> EvaluationError:
+        """The error of candidate `i` at point `x`: `message` + ``at candidate i (x = ...)``."""
+        return cls(f"{message} at candidate {i} (x = {x!r})", kind=kind, index=i, point=np.array(x))
+
 
 def function_name(fn: Any) -> str:
     """A readable name of a user function (``__qualname__`` where it has one)."""
@@ -83,8 +90,9 @@ def evaluate_on_host(
         return np.nanmedian(np.stack(runs), axis=0)
 
 
-def _map_points(what: str, fn: Callable, X: np.ndarray, executor: Executor | None) -> list:
+def _map_points(what: str, fn: Callable, X: np.ndarray, executor: Any) -> list:
     """``fn`` on each row of `X`, in order (through ``executor.map`` if given)."""
+    executor = as_executor(executor)
     values: list = []
     results = (fn(x) for x in X) if executor is None else executor.map(fn, list(X))
     try:
@@ -99,12 +107,58 @@ def _map_points(what: str, fn: Callable, X: np.ndarray, executor: Executor | Non
         ) from exc
     except Exception as exc:
         i = len(values)
-        raise EvaluationError(
-            f"{what} raised {type(exc).__name__}: {exc} at candidate {i} (x = {X[i]!r})",
-            index=i,
-            point=np.array(X[i]),
-        ) from exc
+        raise EvaluationError.at(f"{what} raised {type(exc).__name__}: {exc}", i, X[i]) from exc
     return values
+
+
+def as_executor(executor: Any) -> Executor | None:
+    """`executor` as a ``concurrent.futures.Executor`` (None stays None).
+
+    A Dask ``Client`` becomes its own ``client.get_executor()`` (``Client.map`` returns
+    futures, not values).
+
+    Raises:
+      TypeError: anything else that is not an Executor.
+    """
+    if executor is None or isinstance(executor, Executor):
+        return executor
+    get_executor = getattr(executor, "get_executor", None)
+    if callable(get_executor):
+        adapted = get_executor()
+        if isinstance(adapted, Executor):
+            return adapted
+    raise TypeError(
+        "executor must be a concurrent.futures.Executor (a process pool, a Dask Client or "
+        f"evojax_cma.RayExecutor()), got {type(executor).__name__}"
+    )
+
+
+class RayExecutor(Executor):
+    """A ``concurrent.futures.Executor`` that runs each call as a Ray task.
+
+    Ray has no Executor of its own; ``fmin(..., executor=RayExecutor())`` evaluates each
+    candidate as a task of the running Ray cluster (``ray.init()`` first; local or not).
+    A task whose worker dies is not retried by default (``max_retries=0``), so the error
+    names that candidate.
+
+    Args:
+      **options: Ray task options (``num_cpus``, ``max_retries``, ...) for
+        ``ray.remote``.
+    """
+
+    def __init__(self, **options: Any):
+        import ray  # an optional dependency: pip install 'evojax_cma[ray]'
+
+        self._task = ray.remote(**{"max_retries": 0, **options})(_call)
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a Ray task; a ``concurrent.futures.Future``."""
+        return self._task.remote(fn, *args, **kwargs).future()
+
+
+def _call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``: one Ray task for any callable (functions, instances)."""
+    return fn(*args, **kwargs)
 
 
 def _scalar(what: str, value: Any, i: int, x: np.ndarray) -> float:
@@ -112,19 +166,12 @@ def _scalar(what: str, value: Any, i: int, x: np.ndarray) -> float:
     a = np.asarray(value) if not isinstance(value, str | bytes) else None
     if a is None or a.dtype.kind not in "iuf":
         kind = "complex" if a is not None and a.dtype.kind == "c" else type(value).__name__
-        raise EvaluationError(
-            f"{what} must return real numbers, got {value!r} ({kind}) at candidate {i} (x = {x!r})",
-            kind=TypeError,
-            index=i,
-            point=np.array(x),
+        raise EvaluationError.at(
+            f"{what} must return real numbers, got {value!r} ({kind})", i, x, TypeError
         )
     if a.shape != ():
-        raise EvaluationError(
-            f"{what} must return one scalar per point, got shape {a.shape} at candidate {i} "
-            f"(x = {x!r})",
-            kind=ValueError,
-            index=i,
-            point=np.array(x),
+        raise EvaluationError.at(
+            f"{what} must return one scalar per point, got shape {a.shape}", i, x, ValueError
         )
     return float(a)
 
@@ -173,25 +220,15 @@ def constraint_values(constraints: Callable, X: np.ndarray, m: int) -> np.ndarra
         try:
             g = np.asarray(constraints(x))
         except Exception as exc:
-            raise EvaluationError(
-                f"{what} raised {type(exc).__name__}: {exc} at candidate {i} (x = {x!r})",
-                index=i,
-                point=np.array(x),
-            ) from exc
+            raise EvaluationError.at(f"{what} raised {type(exc).__name__}: {exc}", i, x) from exc
         if g.dtype.kind not in "iuf":
-            raise EvaluationError(
-                f"{what} must return real numbers, got {g!r} at candidate {i} (x = {x!r})",
-                kind=TypeError,
-                index=i,
-                point=np.array(x),
-            )
+            raise EvaluationError.at(f"{what} must return real numbers, got {g!r}", i, x, TypeError)
         if g.shape != (m,):
-            raise EvaluationError(
-                f"{what}: constraints must return {m} values per point, got shape {g.shape} "
-                f"at candidate {i} (x = {x!r})",
-                kind=ValueError,
-                index=i,
-                point=np.array(x),
+            raise EvaluationError.at(
+                f"{what}: constraints must return {m} values per point, got shape {g.shape}",
+                i,
+                x,
+                ValueError,
             )
         G[i] = g
     return G
@@ -213,6 +250,8 @@ def count_host_constraints(constraints: Any, x0: np.ndarray) -> int:
 
 __all__ = [
     "EvaluationError",
+    "RayExecutor",
+    "as_executor",
     "constraint_values",
     "count_host_constraints",
     "evaluate_on_host",
