@@ -24,12 +24,16 @@ from evojax_cma.run import (
     minimize_restarts,
     uniform_x0,
 )
+from evojax_cma.run.host_evaluation import RayExecutor
+from evojax_cma.sharding import PopulationSharding, population_sharding, shard_runs
 from evojax_cma.strategies._score_function import GaussianState
 from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
 from evojax_cma.strategies.lm_ma_es import LMMAParams, LMMAState, lm_ma_es
+from evojax_cma.strategies.nsr_es import NoveltyArchive, NSRESParams, nsr_es
 from evojax_cma.strategies.open_es import OpenESParams, open_es
 from evojax_cma.strategies.sep_cma_es import SepCMAParams, SepCMAState, sep_cma_es
 from evojax_cma.strategies.variational import VariationalParams, variational
+from evojax_cma.sweep import SweepResult, sweep
 from evojax_cma.transforms import (
     NoiseHandler,
     Pipeline,
@@ -62,13 +66,17 @@ __all__ = [
     "FminValueError",
     "GaussianState",
     "OpenESParams",
+    "NSRESParams",
+    "NoveltyArchive",
     "VariationalParams",
     "LMMAParams",
     "LMMAState",
     "NoiseHandler",
     "Pipeline",
+    "PopulationSharding",
     "Transform",
     "bound_penalty",
+    "RayExecutor",
     "RestartResult",
     "RunResult",
     "StopOptions",
@@ -85,11 +93,16 @@ __all__ = [
     "minimize_restarts",
     "noise_handler",
     "open_es",
+    "nsr_es",
+    "population_sharding",
     "rank_order",
     "ranks",
     "scaling",
     "sep_cma_es",
+    "shard_runs",
     "stop_reasons",
+    "sweep",
+    "SweepResult",
     "uniform_x0",
     "variational",
 ]

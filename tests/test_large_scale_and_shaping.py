@@ -221,6 +221,7 @@ def _convergence_cases(n, gens_cma, gens_es):
     ]
 
 
+@pytest.mark.slow  # ~30 s: two 100-D runs to 1e-8
 def test_convergence_n100_sphere_and_rotated_ellipsoid():
     # 3 seeds each. Thresholds on f(best)/f(x0), x0 = ones: the CMA variants reach 1e-8 on
     # the sphere in 3000 generations; every strategy gains a factor 100 on the rotated

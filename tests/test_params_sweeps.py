@@ -59,7 +59,7 @@ def test_cma_c1_sweep_equals_runs_one_by_one(preset):
         _assert_trees_close(traced, [es.default_params(c1=float(c1))] * (i + 1), i, 1e-13)
 
 
-def test_readme_sweep_is_one_line():
+def test_vmapped_learning_rate_sweep_is_one_call():
     oes = ec.open_es(20, 16, learning_rate=0.01, chunk_size=8)
     key, x0 = jax.random.key(0), jnp.zeros(20)
     lrs, s0s = jnp.array([0.003, 0.01, 0.03]), jnp.array([0.02, 0.1, 0.05])

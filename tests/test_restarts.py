@@ -120,6 +120,7 @@ def _pycma(fn, n, lo, hi, sigma0, target, budget, bipop, seeds, restarts=9):
     return np.asarray(success), np.asarray(evals)
 
 
+@pytest.mark.slow  # ~45 s: IPOP on 10-D Rastrigin over several seeds
 def test_ipop_solves_rastrigin_10d():
     """The issue's bar: f < 1e-8 in at least 9 of 10 seeds within 2e5 evaluations."""
     success, evals = _ours(rastrigin, 10, -5, 5, 2.0, 1e-8, 2e5, False, 10)
