@@ -118,7 +118,8 @@ def main():
         meets_target=bool(ratios["k100"] <= 1.10),
         warmup_seconds=warmup,
     )
-    write("progress_overhead_tiny_cpu" if a.tiny else "progress_overhead_cpu", payload)
+    name = "progress_overhead_tiny_cpu" if a.tiny else "progress_overhead_cpu"
+    write(name if a.n == 10 or a.tiny else f"{name}_n{a.n}", payload)
 
 
 if __name__ == "__main__":

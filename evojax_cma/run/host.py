@@ -14,6 +14,7 @@ duration of the call only: the user's global JAX configuration is left as it was
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
@@ -26,11 +27,12 @@ import numpy as np
 from evojax_cma.core.termination import STOP_NAMES, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
+    check_int,
     check_options,
     check_positive_scalar,
 )
 from evojax_cma.history import history_spec, init_history
-from evojax_cma.run import step
+from evojax_cma.run import host_files, step
 from evojax_cma.run.arguments import build_pipeline, check_x0_function, initial_genotype
 from evojax_cma.run.host_arguments import (
     as_x0,
@@ -91,9 +93,11 @@ def fmin(
     constraints: Callable[[np.ndarray], Any] | None = None,
     noise_handling: bool | NoiseHandler | None = None,
     dtype: str = "float64",
-    resume: FminCheckpoint | None = None,
+    resume: FminCheckpoint | str | os.PathLike | None = None,
     history: bool | dict[str, int] | None = None,
     progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> tuple[np.ndarray, FminResult]:
     """Minimise a host (NumPy) function with CMA-ES, like ``cma.fmin2(fn, x0, sigma0)``.
 
@@ -138,7 +142,9 @@ def fmin(
         failed, with the same settings (only ``verbose``, ``verb_disp``, `fn`,
         `constraints`' function, `batched`, `executor`, and `x0` of the same dimension,
         used by later restarts, may change). With a deterministic `fn`, the run ends as
-        one that never failed.
+        one that never failed. Or the path of a `checkpoint` file, continued in the
+        same way (the settings must be the same; a file of another run is a
+        `ValueError` naming each setting that differs).
       history: record a `evojax_cma.history.History` over all runs, with the meaning
         and settings of `evojax_cma.minimize_restarts`'s ``history=`` (True, or a dict
         of ``capacity``, ``stride``, ``coordinates``); ``result.history`` is then that
@@ -147,6 +153,11 @@ def fmin(
       progress: show a tqdm bar (generations, evaluations, best f, σ, run), updated
         every generation; independent of ``verbose`` (pass ``"verbose": 0`` for the
         bar alone). Off by default.
+      checkpoint: a file (``.npz``, `evojax_cma.run.host_files`) to which the
+        `FminCheckpoint` of the run is written every `checkpoint_every` generations
+        (counted over all runs; default 100), write-then-rename, no pickle; pass it as
+        ``resume=`` to continue after an interruption.
+      checkpoint_every: generations between checkpoints (>= 1).
 
     Returns:
       ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
@@ -167,6 +178,13 @@ def fmin(
     if not isinstance(options, dict | None):
         raise TypeError(f"options must be a dict, got {type(options).__name__}")
     spec = history_spec(history)
+    if checkpoint is not None and not host_files.is_path(checkpoint):
+        raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
+    if checkpoint_every is not None:
+        check_int("checkpoint_every", checkpoint_every, 1)
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint= (a file path)")
+    saving = None if checkpoint is None else (checkpoint, checkpoint_every or 100)
     bar = progress_bar(progress)
     try:
         with jax.enable_x64(dtype == "float64"):
@@ -189,6 +207,7 @@ def fmin(
                 resume=resume,
                 history=spec,
                 bar=bar,
+                saving=saving,
             )
     finally:
         if bar is not None:
@@ -211,19 +230,22 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
     else:
         draw_x0 = lambda key: x0  # noqa: E731
     key, k_x0 = jax.random.split(key)
+    resume_file = resume if host_files.is_path(resume) else None
     if resume is None:
         x_first = as_x0(draw_x0(k_x0))
         n = x_first.shape[0]
     else:
-        check_resume(resume, None)
-        n = resume.settings["n"]
+        if resume_file is not None:
+            n, resume_popsize, m = host_files.read_dimension(resume_file)
+        else:
+            n, m = (check_resume(resume, None).settings[k] for k in ("n", "num_constraints"))
         x_first = None if callable(x0) else as_x0(x0, n)
     check_positive_scalar("sigma0", sigma0)
     check_strategy_options(strategy, params, restarts, options, n)
     popsize = options.get("popsize") if strategy is None else strategy.popsize
     config = restart_config(n, popsize, restarts, incpopsize, bipop)
     if resume is not None:
-        m = int(resume.settings["num_constraints"])
+        m = int(m)
     elif constraints is None:
         m = 0
     else:
@@ -263,6 +285,10 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
         best, history, run, state, start = None, [], None, None, x_first
         recorded = None if spec is None else init_history(n, jnp.dtype(kw["dtype"]), *spec)
     else:
+        if resume_file is not None:
+            resume = host_files.load(
+                resume_file, settings, _like(strategy, pipeline, params, n, resume_popsize, kw)
+            )
         resume = check_resume(resume, settings)
         key, schedule, factor = resume.key, resume.schedule, resume.sigma_factor
         maxiter_cap, best, history = resume.maxiter_cap, resume.best, list(resume.history)
@@ -293,8 +319,11 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
             if best is None:
                 best = step.initial_best(pipeline, state)
             run = RunCheckpoint(k_run, k_plan, state, tstates)
-        runner = HostRun(run_strategy, pipeline, evaluate, host_g, verbose, verb_disp, bar)
         outer = (settings, key, schedule, factor, maxiter_cap)
+        save = None if kw["saving"] is None else partial(_save_if_due, kw["saving"], outer)
+        runner = HostRun(
+            run_strategy, pipeline, evaluate, host_g, verbose, verb_disp, bar, on_generation=save
+        )
         try:
             state, flags, best, recorded = runner(run, best, run_opts, history, schedule, recorded)
         except GenerationFailedError as failed:
@@ -325,6 +354,30 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
     if recorded is not None:
         result = result._replace(history=recorded)
     return result.xbest, result
+
+
+def _save_if_due(saving, outer: tuple[Any, Any, Any, Any, Any], run, best, history, recorded):
+    """Write the checkpoint before the next generation when `saving` says it is due."""
+    path, every = saving
+    if history and len(history) % every == 0:
+        at = FminCheckpoint(*outer, best, tuple(history), run, run.state, recorded)
+        host_files.save(path, at)
+
+
+def _like(strategy, pipeline, params, n, popsize, kw) -> FminCheckpoint:
+    """An `FminCheckpoint` of the structure a file of a run of `popsize` holds."""
+    dtype = jnp.dtype(kw["dtype"])
+    run_strategy = strategy or cma_es(n, popsize)
+    key = jax.random.key(0)
+    state, tstates = start_run(
+        run_strategy, pipeline, key, jnp.zeros(n, dtype), jnp.asarray(1.0, dtype), params
+    )
+    spec = kw["history"]
+    recorded = None if spec is None else init_history(n, dtype, *spec)
+    run = RunCheckpoint(key, key, state, tstates)
+    schedule = first_run(restart_config(n, popsize, 0, 2, False))
+    best = step.initial_best(pipeline, state)
+    return FminCheckpoint({"n": n}, key, schedule, 1.0, 1.0, best, (), run, state, recorded)
 
 
 __all__ = ["FminCheckpoint", "FminError", "FminResult", "fmin"]

@@ -113,6 +113,7 @@ class HostRun(NamedTuple):
     verbose: int
     verb_disp: int
     bar: Any  # a tqdm bar, or None
+    on_generation: Callable[..., None] | None = None  # (run, best, history, recorded)
 
     def __call__(self, run: RunCheckpoint, best, stop_options, history, schedule, recorded):
         """Run until a criterion fires; append to `history`, record into `recorded`.
@@ -127,6 +128,8 @@ class HostRun(NamedTuple):
             print("Iterat #Fevals   function value  axis ratio  sigma  min&max std  t[m:s]")
         while True:
             before, best_before = RunCheckpoint(key, run.plan_key, state, tstates), best
+            if self.on_generation is not None:
+                self.on_generation(before, best, history, recorded)
             key, k_gen = jax.random.split(key)
             try:
                 state, tstates, best, F = self._generation(k_gen, state, tstates, best)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from evojax_cma import checkpoint as ckpt
@@ -36,7 +37,7 @@ ALL_GENERATIONS = 2**31 - 1
 
 def carry_counters(carry: Any) -> Counters:
     """`Counters` of a `evojax_cma.minimize` carry (``state``, ``flags``, ``best``)."""
-    done = np.any(np.asarray(carry.flags), axis=-1)
+    done = jax.numpy.any(carry.flags, axis=-1)
     return Counters(
         carry.state.generation, carry.state.evals, carry.best.f, carry.state.sigma, done
     )
@@ -110,24 +111,23 @@ def run_in_segments(
             carry = after_load(carry)
     bar = progress_bar(progress)
 
-    def generation_of(carry: Any) -> int:
-        return int(np.max(np.asarray(counters(carry).generation)))
+    def read(carry: Any) -> tuple[int, Counters]:
+        # One transfer of the few scalars the host needs per segment.
+        c = jax.device_get(counters(carry))
+        return int(np.max(c.generation)), c
 
-    last_saved = generation_of(carry)
+    generation, c = read(carry)
+    last_saved = generation
     try:
-        while True:
-            generation = generation_of(carry)
-            if bool(np.all(np.asarray(counters(carry).done))):
-                break
+        while not bool(np.all(c.done)):
             carry = advance(carry, generation + segment)
-            now = generation_of(carry)
+            now, c = read(carry)
             if bar is not None:
-                c = counters(carry)
                 bar.update(now - generation)
                 bar.set_postfix(
-                    evals=int(np.max(np.asarray(c.evals))),
-                    best_f=f"{float(np.min(np.asarray(c.best_f))):.4g}",
-                    sigma=f"{float(np.median(np.asarray(c.sigma))):.3g}",
+                    evals=int(np.max(c.evals)),
+                    best_f=f"{float(np.min(c.best_f)):.4g}",
+                    sigma=f"{float(np.median(c.sigma)):.3g}",
                     refresh=False,
                 )
             if checkpoint is not None and now - last_saved >= every:
@@ -135,11 +135,12 @@ def run_in_segments(
                 last_saved = now
             if now == generation:  # no progress: every run is stopped
                 break
+            generation = now
     finally:
         if bar is not None:
             bar.close()
     if checkpoint is not None:
-        now = generation_of(carry)
+        now = read(carry)[0]
         ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
     return carry
 

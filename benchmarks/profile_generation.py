@@ -1,0 +1,161 @@
+"""Where a CMA-ES generation's time goes, on CPU, in the regime users live in.
+
+The objective is a rotated ellipsoid (condition 1e6) from x0 = 3: no run solves it within
+the timed generations, so every generation does the full work (no float32 underflow,
+where a converged run's generation gets cheaper). Each variant runs G generations in one
+jit-compiled ``lax.scan`` (``vmap`` over runs), timed in alternation with the others:
+
+- ``ask+tell``: the strategy's generation as ``speed_cpu.py`` times it;
+- ``ask+tell, no eigh``: ``eigen_gap`` = 1e9, so C is never decomposed (what the
+  decomposition costs, by difference);
+- ``ask only``: sampling ``m + σ B (D z)`` (and the lazy-eigen test);
+- ``eigh only``: ``jnp.linalg.eigh`` of an n×n SPD matrix per generation;
+- ``minimize loop``: `evojax_cma.minimize` with every criterion but ``maxiter`` off, for
+  ``G`` generations: the termination checks and run bookkeeping cost, by difference
+  with ``ask+tell`` (it evaluates the objective too, as ``ask+tell`` does);
+- ``evosax``: evosax's ``CMA_ES`` on the same objective, same scan.
+
+Usage: python benchmarks/profile_generation.py [--quick]
+Writes benchmarks/results/profile_generation_cpu.json.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+
+import evojax_cma as ec
+
+from common import interleaved_times, rotated_ellipsoid, write
+
+
+def scan_runner(n, lam, runs, gens, f, eigen_gap=None, ask_only=False):
+    """A jitted call running `gens` ask/tell generations for `runs` vmapped runs."""
+    es = ec.cma_es(n, lam)
+    params = es.default_params() if eigen_gap is None else es.default_params(eigen_gap=eigen_gap)
+
+    def one(key):
+        state = es.init(key, jnp.full(n, 3.0), 1.0, params)
+
+        def step(state, k):
+            x, state = es.ask(k, state)
+            if ask_only:
+                return state._replace(mean=state.mean + 1e-30 * x[0]), None
+            return es.tell(state, x, f(x)), None
+
+        state, _ = jax.lax.scan(step, state, jax.random.split(key, gens))
+        return state.mean, state.best_f, state.sigma
+
+    return one
+
+
+def eigh_runner(n, lam, runs, gens, f):
+    del lam, f
+
+    def one(key):
+        a = jax.random.normal(key, (n, n))
+        c0 = a @ a.T + n * jnp.eye(n)
+
+        def step(c, _):
+            w, v = jnp.linalg.eigh(c)
+            return c + 1e-6 * (v * w) @ v.T, None
+
+        c, _ = jax.lax.scan(step, c0, None, length=gens)
+        return c
+
+    return one
+
+
+def minimize_runner(n, lam, runs, gens, f):
+    es = ec.cma_es(n, lam)
+
+    def one(key):
+        r = ec.minimize(es, f, key, jnp.full(n, 3.0), 1.0, batched=True, generations=gens)
+        return r.best_f
+
+    return one
+
+
+def evosax_runner(n, lam, runs, gens, f):
+    from evosax.algorithms import CMA_ES
+
+    evo = CMA_ES(population_size=lam, solution=jnp.zeros(n))
+    params = evo.default_params
+
+    def one(key):
+        state = evo.init(key, jnp.full(n, 3.0), params)
+
+        def step(state, k):
+            k1, k2 = jax.random.split(k)
+            x, state = evo.ask(k1, state, params)
+            state, _ = evo.tell(k2, x, f(x), state, params)
+            return state, None
+
+        state, _ = jax.lax.scan(step, state, jax.random.split(key, gens))
+        return state.best_fitness
+
+    return one
+
+
+VARIANTS = {
+    "ask+tell": lambda *a: scan_runner(*a),
+    "ask+tell, no eigh": lambda *a: scan_runner(*a, eigen_gap=1e9),
+    "ask only": lambda *a: scan_runner(*a, ask_only=True),
+    "eigh only": eigh_runner,
+    "minimize loop": minimize_runner,
+    "evosax": evosax_runner,
+}
+
+
+def compiled_call(make, n, lam, runs, gens, f):
+    keys = jax.random.split(jax.random.key(1), runs)
+    fn = jax.jit(jax.vmap(make(n, lam, runs, gens, f)))
+    compiled = fn.lower(keys).compile()
+    out = jax.block_until_ready(compiled(keys))
+    return (lambda: jax.block_until_ready(compiled(keys))), out
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    configs = [(10, 10, 1, 300), (10, 10, 100, 300), (100, 17, 1, 100), (100, 17, 100, 30)]
+    if quick:
+        configs = [(10, 10, 1, 50), (10, 10, 20, 20)]
+    rows = []
+    for n, lam, runs, gens in configs:
+        f = rotated_ellipsoid(n)
+        calls, regime = {}, {}
+        for name, make in VARIANTS.items():
+            calls[name], out = compiled_call(make, n, lam, runs, gens, f)
+            if name == "ask+tell":
+                _, best_f, sigma = out
+                regime = dict(
+                    median_best_f=float(jnp.median(best_f)),
+                    min_sigma=float(jnp.min(sigma)),
+                    solved=bool(jnp.any(best_f < 1e-8)),
+                )
+        times = interleaved_times(calls, rounds=3 if quick else 7)
+        us = {k: 1e6 * t / (runs * gens) for k, t in times.items()}
+        row = dict(n=n, popsize=lam, runs=runs, generations=gens, regime=regime)
+        row["us_per_run_generation"] = us
+        row["breakdown_us"] = dict(
+            eigendecomposition=us["ask+tell"] - us["ask+tell, no eigh"],
+            sampling=us["ask only"],
+            tell_and_rest=us["ask+tell, no eigh"] - us["ask only"],
+            termination_and_bookkeeping=us["minimize loop"] - us["ask+tell"],
+        )
+        row["ours_over_evosax"] = us["ask+tell"] / us["evosax"]
+        rows.append(row)
+        print(
+            f"n={n} lam={lam} runs={runs} G={gens} regime={regime}\n  "
+            + "  ".join(f"{k}: {v:.1f}" for k, v in us.items())
+            + f"\n  ours/evosax {row['ours_over_evosax']:.2f}  breakdown "
+            + "  ".join(f"{k}: {v:.1f}" for k, v in row["breakdown_us"].items()),
+            flush=True,
+        )
+    write("profile_generation_quick_cpu" if quick else "profile_generation_cpu", dict(rows=rows))
+
+
+if __name__ == "__main__":
+    main()
