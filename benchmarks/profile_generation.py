@@ -25,6 +25,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+from speed_cpu import evosax_one
 
 import evojax_cma as ec
 
@@ -79,24 +80,8 @@ def minimize_runner(n, lam, runs, gens, f):
 
 
 def evosax_runner(n, lam, runs, gens, f):
-    from evosax.algorithms import CMA_ES
-
-    evo = CMA_ES(population_size=lam, solution=jnp.zeros(n))
-    params = evo.default_params
-
-    def one(key):
-        state = evo.init(key, jnp.full(n, 3.0), params)
-
-        def step(state, k):
-            k1, k2 = jax.random.split(k)
-            x, state = evo.ask(k1, state, params)
-            state, _ = evo.tell(k2, x, f(x), state, params)
-            return state, None
-
-        state, _ = jax.lax.scan(step, state, jax.random.split(key, gens))
-        return state.best_fitness
-
-    return one
+    del runs
+    return evosax_one("cma_es", n, lam, gens, f)  # from x0 = 3, as the variants above
 
 
 VARIANTS = {

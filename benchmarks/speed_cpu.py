@@ -64,6 +64,12 @@ def ours_runner(kind, n, lam, runs, gens, f):
 
 
 def evosax_runner(kind, n, lam, runs, gens, f):
+    one = evosax_one(kind, n, lam, gens, f)
+    return jax.jit(jax.vmap(one)), jax.random.split(jax.random.key(0), runs)
+
+
+def evosax_one(kind, n, lam, gens, f):
+    """One evosax run of `gens` generations from x0 = X0 (a function of its key)."""
     import optax
     from evosax.algorithms import CMA_ES, Open_ES
 
@@ -87,7 +93,7 @@ def evosax_runner(kind, n, lam, runs, gens, f):
         state, _ = jax.lax.scan(step, state, jax.random.split(key, gens))
         return state.best_fitness
 
-    return jax.jit(jax.vmap(one)), jax.random.split(jax.random.key(0), runs)
+    return one
 
 
 def compile_jax(make, *args):

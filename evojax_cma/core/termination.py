@@ -29,6 +29,9 @@ The formulas, read off pycma 4.5 ``_CMAStopDict._update`` (``n`` dimensions,
                           the first generation, so a driver's loop never starts the run
 ========================  ==============================================================
 
+(About 430 lines, over the project's ~400: thirteen criteria with their formulas, the
+bookkeeping they read and the per-strategy stop functions belong in one place.)
+
 ``invalid_input`` is this library's own flag, the last of `STOP_NAMES`. Drivers check
 concrete input before tracing and raise; a value only known inside the user's own ``jit``
 or ``vmap`` cannot raise, so the state reports it instead: σ0 outside

@@ -28,7 +28,7 @@ class Counters(NamedTuple):
     evals: Any
     best_f: Any
     sigma: Any
-    done: Any  # whether each run is finished
+    done: Any  # whether each run is finished (or its stop flags, on a trailing axis)
 
 
 ALL_GENERATIONS = 2**31 - 1
@@ -37,9 +37,10 @@ ALL_GENERATIONS = 2**31 - 1
 
 def carry_counters(carry: Any) -> Counters:
     """`Counters` of a `evojax_cma.minimize` carry (``state``, ``flags``, ``best``)."""
-    done = jax.numpy.any(carry.flags, axis=-1)
+    # The stop flags themselves: reduced on the host after the one transfer (an `any`
+    # here would be one more device call per segment).
     return Counters(
-        carry.state.generation, carry.state.evals, carry.best.f, carry.state.sigma, done
+        carry.state.generation, carry.state.evals, carry.best.f, carry.state.sigma, carry.flags
     )
 
 
@@ -114,6 +115,8 @@ def run_in_segments(
     def read(carry: Any) -> tuple[int, Counters]:
         # One transfer of the few scalars the host needs per segment.
         c = jax.device_get(counters(carry))
+        if np.ndim(c.done) > np.ndim(c.generation):  # stop flags: any one ends the run
+            c = c._replace(done=np.any(c.done, axis=-1))
         return int(np.max(c.generation)), c
 
     generation, c = read(carry)
