@@ -298,8 +298,8 @@ def score_function_strategy(
     def utilities(state: GaussianState, fitness: Array, other: Array | None) -> Array:
         u = shaping_fn(fitness).astype(state.mean.dtype)
         if secondary is not None and other is not None:
-            w = secondary.weight(state.params)
-            u = w * u + (1 - w) * shaping_fn(other.astype(state.mean.dtype))
+            w = jnp.asarray(secondary.weight(state.params), state.mean.dtype)
+            u = w * u + (1 - w) * shaping_fn(other).astype(state.mean.dtype)
         # a non-finite utility (raw shaping of a NaN) would make the whole update NaN
         return bounded(jnp.where(jnp.isfinite(u), u, 0.0))
 

@@ -10,8 +10,12 @@ Shipped, pure JAX and offline:
   Pendulum-v1 and MountainCarContinuous-v0 (R. T. Lange, gymnax: A JAX-based
   Reinforcement Learning Environment Library, 2022); loss = minus the mean return of
   ``n_repeats`` episodes, score = mean return of ``n_test_episodes``. Needs gymnax.
+* `DeceptiveMaze`: a point agent with an MLP policy and a U-shaped trap between start
+  and goal (the deceptive maze of Lehman and Stanley 2011, as NSR-ES is shown on in
+  Conti et al. 2018); loss = final distance to the goal, ``behavior()`` = the final
+  position, for `evojax_cma.nsr_es`. No dependency.
 
-Both optional dependencies come with ``pip install 'evojax_cma[tasks]'``.
+The two optional dependencies come with ``pip install 'evojax_cma[tasks]'``.
 
 A task is any hashable value with ``name``, ``higher_is_better``, ``init_params(key)``,
 ``loss(params, key)`` (minimised) and ``score(params, key)``; `check_task` checks one
@@ -56,11 +60,14 @@ from evojax_cma.tasks.base import (
     task_objective,
 )
 from evojax_cma.tasks.control import ENV_NAMES, GymnaxControl
+from evojax_cma.tasks.maze import U_TRAP, DeceptiveMaze
 from evojax_cma.tasks.supervised import OBJECTIVES, DigitsMLP
 
 __all__ = [
     "ENV_NAMES",
     "OBJECTIVES",
+    "U_TRAP",
+    "DeceptiveMaze",
     "DigitsMLP",
     "GymnaxControl",
     "Task",

@@ -135,9 +135,9 @@ class TaskMethod:
     task: Any
     method: str = "loss"
 
-    def __call__(self, params: Any, key: Array) -> Array:
-        """The task's `method` at ``(params, key)``."""
-        return getattr(self.task, self.method)(params, key)
+    def __call__(self, params: Any, *args: Any) -> Array:
+        """The task's `method` at ``(params, *args)`` (usually ``(params, key)``)."""
+        return getattr(self.task, self.method)(params, *args)
 
 
 def task_objective(task: Any, spec: ParamSpec | None = None, method: str = "loss") -> OnPytree:
