@@ -112,8 +112,10 @@ def _sphere_in_worker(x):
 
 def _process_pool(k, how):
     ctx = multiprocessing.get_context("spawn")  # no fork of a multithreaded JAX process
+    # One worker: the k-th call is then the k-th candidate (with two, neighbouring calls
+    # start in either order and the candidate that fails varies: a flaky test).
     return ProcessPoolExecutor(
-        2, mp_context=ctx, initializer=_init_worker, initargs=(ctx.Value("i", 0), k, how)
+        1, mp_context=ctx, initializer=_init_worker, initargs=(ctx.Value("i", 0), k, how)
     )
 
 
