@@ -27,7 +27,8 @@ from evojax_cma.run import (
 from evojax_cma.run.host_evaluation import RayExecutor
 from evojax_cma.sharding import PopulationSharding, population_sharding, shard_runs
 from evojax_cma.strategies._score_function import GaussianState
-from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
+from evojax_cma.strategies.cma_es import CMAState, cma_es
+from evojax_cma.strategies.cma_family import CMAParams
 from evojax_cma.strategies.lm_ma_es import LMMAParams, LMMAState, lm_ma_es
 from evojax_cma.strategies.nsr_es import NoveltyArchive, NSRESParams, nsr_es
 from evojax_cma.strategies.open_es import OpenESParams, open_es

@@ -227,7 +227,7 @@ def test_unknown_override_is_a_type_error(make):
 def test_capabilities_and_summaries():
     expected = {
         "cma_es": {ec.COVARIANCE, ec.WEIGHTED, ec.MASKED_POPSIZE},
-        "sep_cma_es": {ec.DIAGONAL, ec.WEIGHTED},
+        "sep_cma_es": {ec.DIAGONAL, ec.WEIGHTED, ec.MASKED_POPSIZE},
         "lm_ma_es": {ec.WEIGHTED},
         "open_es": {ec.CHUNKED},
         "variational": {ec.CHUNKED},

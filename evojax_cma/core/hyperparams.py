@@ -26,10 +26,13 @@ class Schema:
     Attributes:
       owner: the strategy's name, used in error messages (``"sep_cma_es"``).
       cls: the params NamedTuple.
-      shapes: every field that ``default_params`` may override, with its shape
-        (``()`` for scalars; None for any shape).
+      shapes: every field that ``default_params`` may override or that is `fixed`, with
+        its shape (``()`` for scalars; None for any shape).
       ranges: the valid interval of each constrained field (`validation.Range`).
       integers: fields stored as int32 rather than the float dtype (``popsize``).
+      fixed: fields of `shapes` that ``default_params`` sets itself and that are no
+        overrides: ``popsize`` (its own argument, `masked_defaults`) and fields a
+        strategy ignores (sep-CMA-ES's ``eigen_gap``). `check` still checks their shapes.
     """
 
     owner: str
@@ -37,10 +40,15 @@ class Schema:
     shapes: Mapping[str, tuple[int, ...] | None]
     ranges: tuple[validation.Range, ...]
     integers: frozenset[str] = frozenset()
+    fixed: frozenset[str] = frozenset()
+
+    def overridable(self) -> dict[str, tuple[int, ...] | None]:
+        """The fields ``default_params`` takes as overrides, with their shapes."""
+        return {k: s for k, s in self.shapes.items() if k not in self.fixed}
 
     def check_overrides(self, overrides: dict[str, Any]) -> None:
         """Unknown names, wrong shapes or NaN among ``default_params``' overrides raise."""
-        validation.check_overrides(f"{self.owner}.default_params", overrides, dict(self.shapes))
+        validation.check_overrides(f"{self.owner}.default_params", overrides, self.overridable())
 
     def make(self, values: dict[str, Any]) -> Any:
         """The params from `values` (concrete or traced), cast and range-checked.
@@ -87,16 +95,64 @@ class Schema:
         def default_params(**overrides: Any) -> Any:
             self.check_overrides(overrides)
             if not validation.any_traced(overrides):
-                overrides = {k: np.asarray(v, np.float64) for k, v in overrides.items()}
+                overrides = _float64(overrides)
             return self.make(derive(overrides))
 
+        names = sorted(self.overridable())
         default_params.__doc__ = (
             f"The default `{self.cls.__name__}` of this `{self.owner}`, with overrides.\n\n"
             "Args:\n"
-            f"  **overrides: a value (concrete or traced) for any of {sorted(self.shapes)};\n"
+            f"  **overrides: a value (concrete or traced) for any of {names};\n"
             "    what depends on an override is re-derived from it.\n\n"
             "Raises:\n"
             "  TypeError: an unknown override name (the message lists the valid ones).\n"
             "  ValueError: a wrong shape, NaN, or a concrete value out of range.\n"
         )
         return default_params
+
+    def masked_defaults(
+        self,
+        derive: Callable[[Any, Any, dict[str, Any]], dict[str, Any]],
+        popsize: Any,
+        default_popsize: int,
+        capacity: int,
+        overrides: dict[str, Any],
+    ) -> Any:
+        """``default_params(popsize, **overrides)`` of a strategy with a masked λ.
+
+        Such a strategy samples `capacity` rows (its ``max_popsize``) and its params'
+        ``popsize`` says how many of them form the generation (`types.MASKED_POPSIZE`).
+
+        Args:
+          derive: ``(popsize, xp, overrides) -> values`` of every field; it gets ``numpy``
+            and float64 overrides when everything is concrete, else ``jax.numpy``.
+          popsize: λ: None for `default_popsize`, an int from 2 to `capacity`, or a traced
+            integer (its range is then checked at run time, `ok`).
+          default_popsize: the strategy's λ.
+          capacity: the strategy's ``max_popsize``.
+          overrides: the other fields' overrides (`check_overrides`).
+
+        Returns:
+          `make` of the derived values.
+
+        Raises:
+          TypeError: a non-integer `popsize` or an unknown override name.
+          ValueError: `popsize` out of range, or overrides as `check_overrides` and `make`.
+        """
+        self.check_overrides(overrides)
+        if popsize is None or validation.is_concrete(popsize):
+            size = (
+                default_popsize if popsize is None else validation.check_int("popsize", popsize, 2)
+            )
+            if size > capacity:
+                raise ValueError(f"popsize must be at most max_popsize={capacity}, got {size}")
+        else:
+            size = jnp.asarray(popsize)
+        if validation.any_traced(size, overrides):
+            return self.make(derive(size, jnp, overrides))
+        return self.make(derive(size, np, _float64(overrides)))
+
+
+def _float64(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Concrete overrides as float64 NumPy values (constants are derived in float64)."""
+    return {k: np.asarray(v, np.float64) for k, v in overrides.items()}

@@ -1,6 +1,7 @@
-"""One module per strategy; `cma_family` holds what the CMA-ES variants share."""
+"""One module per strategy; `cma_family` holds what the CMA-ES variants share (`CMAParams`)."""
 
-from evojax_cma.strategies.cma_es import CMAParams, CMAState, cma_es
+from evojax_cma.strategies.cma_es import CMAState, cma_es
+from evojax_cma.strategies.cma_family import CMAParams
 from evojax_cma.strategies.lm_ma_es import LMMAParams, LMMAState, lm_ma_es
 from evojax_cma.strategies.nsr_es import NoveltyArchive, NSRESParams, nsr_es
 from evojax_cma.strategies.open_es import OpenESParams, open_es

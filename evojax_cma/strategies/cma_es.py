@@ -36,11 +36,11 @@ CMA-ES needs about 15 % more evaluations than pycma at λ = 100. Not implemented
 mirrored sampling for λ < 6 (pycma's default there; its damping term is taken as without
 mirrors), ``conditioncov_alleviate`` and the other optional extras.
 
-The weights, E‖N‖, the default λ and the evolution paths are shared with sep-CMA-ES in
-`evojax_cma.strategies.cma_family`. This module is longer than the project's ~400 lines
-on purpose: the preset table, the constants it documents (with their re-derivation under
-overrides) and the update equations are one reading unit; the init/ask/tell functions are
-module-level and the factory only binds them.
+The params type (`CMAParams`), the weights, E‖N‖, the default λ and the evolution paths
+are shared with sep-CMA-ES in `evojax_cma.strategies.cma_family`. This module is longer
+than the project's ~400 lines on purpose: the preset table, the constants it documents
+(with their re-derivation under overrides) and the update equations are one reading
+unit; the init/ask/tell functions are module-level and the factory only binds them.
 """
 
 from __future__ import annotations
@@ -61,47 +61,16 @@ from evojax_cma.core.linalg import refresh_eigensystem
 from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
     CMA_RANGES,
+    CMAParams,
+    check_sizes,
     cumulate,
-    default_popsize,
     expected_norm,
     finalize_negative_weights,
+    params_schema,
     positive_mueff,
 )
 
 PRESETS = ("pycma", "tutorial")
-
-
-class CMAParams(NamedTuple):
-    """Numeric hyperparameters of CMA-ES (each a JAX array; vmap over any of them).
-
-    Attributes:
-      weights: ``(popsize,)`` recombination weights, best first; positive ones sum to 1,
-        negative ones drive the active update (Eqs. 49-53).
-      c_m: learning rate of the mean (Eq. 54).
-      c_sigma: cumulation constant of the step-size path (Eq. 55).
-      d_sigma: damping of the step-size update (Eq. 55).
-      c_c: cumulation constant of the rank-one path (Eq. 56).
-      c1: rank-one learning rate (Eq. 57).
-      c_mu: rank-mu learning rate (Eq. 58).
-      chi_n: E‖N(0, I)‖ used in Eq. (44).
-      max_log_sigma_change: bound on ``|log(σ_new/σ)|`` per generation (pycma: 1).
-      eigen_gap: generations between two eigendecompositions of C (0: every one).
-      popsize: λ, the number of leading rows of ``ask``'s population that form the
-        generation (int32, at most the strategy's ``popsize``); ``tell`` ignores the other
-        rows, so one compiled strategy runs (and vmaps over) several population sizes.
-    """
-
-    weights: Array
-    c_m: Array
-    c_sigma: Array
-    d_sigma: Array
-    c_c: Array
-    c1: Array
-    c_mu: Array
-    chi_n: Array
-    max_log_sigma_change: Array
-    eigen_gap: Array
-    popsize: Array
 
 
 @progress.pytree_state
@@ -239,22 +208,11 @@ def _default_params(setup: _Setup, popsize: Any = None, **overrides: Any) -> CMA
         concrete params outside their ranges (`_check_params`).
     """
     n, cap = setup.num_dims, setup.capacity
-    schema = _schema(cap)
-    schema.check_overrides(overrides)
-    if popsize is None or validation.is_concrete(popsize):
-        size = setup.popsize if popsize is None else validation.check_int("popsize", popsize, 2)
-        if size > cap:
-            raise ValueError(f"popsize must be at most max_popsize={cap}, got {size}")
-    else:
-        size = jnp.asarray(popsize)
-    args = (n, size, setup.preset, setup.active, cap)
-    if validation.any_traced(size, overrides):
-        values = default_constants(*args, jnp, **overrides)
-    else:
-        values = default_constants(
-            *args, **{k: np.asarray(v, np.float64) for k, v in overrides.items()}
-        )
-    return schema.make(values)
+
+    def derive(size: Any, xp: Any, given: dict[str, Any]) -> dict[str, Any]:
+        return default_constants(n, size, setup.preset, setup.active, cap, xp, **given)
+
+    return _schema(cap).masked_defaults(derive, popsize, setup.popsize, cap, overrides)
 
 
 def _schema(capacity: int) -> hyperparams.Schema:
@@ -263,14 +221,8 @@ def _schema(capacity: int) -> hyperparams.Schema:
     Every field but ``popsize`` may be overridden. Ranges: `CMA_RANGES` and CMA-ES's own,
     ``eigen_gap >= 0`` and ``2 <= popsize <= max_popsize``.
     """
-    shapes = {f: ((capacity,) if f == "weights" else ()) for f in CMAParams._fields}
-    del shapes["popsize"]  # set by default_params' own argument
-    ranges = (
-        *CMA_RANGES,
-        validation.field("eigen_gap", 0.0, math.inf, lower_closed=True, upper_closed=True),
-        validation.field("popsize", 2, capacity, lower_closed=True, upper_closed=True),
-    )
-    return hyperparams.Schema("cma_es", CMAParams, shapes, ranges, frozenset({"popsize"}))
+    eigen_gap = validation.field("eigen_gap", 0.0, math.inf, lower_closed=True, upper_closed=True)
+    return params_schema("cma_es", capacity, (*CMA_RANGES, eigen_gap))
 
 
 def _check_params(setup: _Setup, params: Any) -> CMAParams:
@@ -470,10 +422,7 @@ def cma_es(
       >>> int(state.generation), x.shape
       (1, (8, 4))
     """
-    n = validation.check_int("num_dims", num_dims, 1)
-    lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
-    cap = lam if max_popsize is None else validation.check_int("max_popsize", max_popsize, lam)
-    validation.check_rows("popsize" if max_popsize is None else "max_popsize", cap, n)
+    n, lam, cap = check_sizes(num_dims, popsize, max_popsize)
     validation.check_options(
         "cma_es option(s)", static_options, _STRUCTURAL_OPTIONS | set(termination.STOP_NAMES)
     )

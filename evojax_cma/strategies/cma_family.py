@@ -1,4 +1,4 @@
-r"""What the CMA-ES family shares: weights, E‖N‖, the default λ and the evolution paths.
+r"""What the CMA-ES family shares: params, weights, E‖N‖, the default λ and the paths.
 
 The full (`evojax_cma.cma_es`) and diagonal (`evojax_cma.sep_cma_es`) variants, and
 `evojax_cma.lm_ma_es` for its λ and weights, import these pieces from here, as blackjax's
@@ -9,6 +9,10 @@ Weights: `cma_raw_weights` (Eq. 49) and `mueff_of` (Eq. 8) live in
 (``shaping.cma_utilities`` ranks by them and ``transforms.bound_penalty`` reads μ_eff); they are
 re-exported here so that the family's pieces have one address. `finalize_negative_weights`
 (Eqs. 50-53) and `expected_norm` are the family's own.
+
+Params: `CMAParams` is the hyperparameter type of both variants (``SepCMAParams`` is
+another name for it), with one `params_schema` for their checks; each variant's presets
+give its defaults.
 
 Evolution paths: the variants differ only in how they whiten a step
 (:math:`C^{-1/2} y`), which the caller does before calling `cumulate`. Two forms of the
@@ -26,8 +30,51 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from evojax_cma.core import hyperparams, validation
 from evojax_cma.core.shaping import cma_raw_weights, mueff_of
 from evojax_cma.core.validation import Range, field
+
+
+class CMAParams(NamedTuple):
+    """Numeric hyperparameters of CMA-ES and sep-CMA-ES (JAX arrays; vmap over any of them).
+
+    Both `evojax_cma.cma_es` and `evojax_cma.sep_cma_es` take this type (``SepCMAParams``
+    is another name for it); their presets give the defaults (the tables of their
+    modules). sep-CMA-ES applies each rate to the diagonal of C alone.
+
+    Attributes:
+      weights: ``(max_popsize,)`` recombination weights, best first; positive ones sum to
+        1, negative ones drive the active update (Eqs. 49-53; sep-CMA-ES ignores them).
+      c_m: learning rate of the mean (Eq. 54).
+      c_sigma: cumulation constant of the step-size path (Eq. 55).
+      d_sigma: damping of the step-size update (Eq. 55).
+      c_c: cumulation constant of the rank-one path (Eq. 56).
+      c1: rank-one learning rate (Eq. 57; sep-CMA-ES's is raised by ``(n+2)/3``, [RH08]).
+      c_mu: rank-mu learning rate (Eq. 58; raised likewise by sep-CMA-ES).
+      chi_n: E‖N(0, I)‖ used in Eq. (44).
+      max_log_sigma_change: bound on ``|log(σ_new/σ)|`` per generation (pycma: 1;
+        inf: none).
+      eigen_gap: generations between two eigendecompositions of C (0: every one).
+        sep-CMA-ES ignores it (a diagonal C needs no decomposition): its defaults set 0
+        and its ``default_params`` takes no override of it.
+      popsize: λ, the number of leading rows of ``ask``'s population that form the
+        generation (int32, at most the strategy's ``popsize``, its ``max_popsize``);
+        ``tell`` ignores the other rows, so one compiled strategy runs (and vmaps over)
+        several population sizes.
+    """
+
+    weights: Array
+    c_m: Array
+    c_sigma: Array
+    d_sigma: Array
+    c_c: Array
+    c1: Array
+    c_mu: Array
+    chi_n: Array
+    max_log_sigma_change: Array
+    eigen_gap: Array
+    popsize: Array
+
 
 _COMMON_RANGES: tuple[Range, ...] = (
     field("weights"),  # finite
@@ -65,9 +112,55 @@ above -1 or the diagonal grows without bound (``c_mu = 5``: NaN after two genera
 H_SIGMA_RULES = ("pycma", "tutorial")
 
 
+def params_schema(
+    owner: str, capacity: int, ranges: tuple[Range, ...], ignored: frozenset[str] = frozenset()
+) -> hyperparams.Schema:
+    """The `CMAParams` schema of a strategy that samples ``max_popsize = capacity`` rows.
+
+    ``weights`` have shape ``(capacity,)``, the other fields are scalars. ``popsize`` is
+    set by ``default_params``' own argument (an int32 from 2 to `capacity`); the fields
+    in `ignored` are no overrides either (sep-CMA-ES's ``eigen_gap``). `ranges` are the
+    strategy's (`CMA_RANGES`, `SEP_RANGES`, ...), to which the range of ``popsize`` is
+    added.
+    """
+    shapes = {f: ((capacity,) if f == "weights" else ()) for f in CMAParams._fields}
+    popsize = field("popsize", 2, capacity, lower_closed=True, upper_closed=True)
+    return hyperparams.Schema(
+        owner,
+        CMAParams,
+        shapes,
+        (*ranges, popsize),
+        integers=frozenset({"popsize"}),
+        fixed=frozenset({"popsize"}) | ignored,
+    )
+
+
 def default_popsize(num_dims: int) -> int:
     """``4 + floor(3 ln n)`` (Eq. 48)."""
     return 4 + int(math.floor(3 * math.log(num_dims)))
+
+
+def check_sizes(num_dims: Any, popsize: Any, max_popsize: Any) -> tuple[int, int, int]:
+    """A CMA strategy's n, λ and rows per ``ask``, checked.
+
+    Args:
+      num_dims: n, an int >= 1.
+      popsize: λ, an int >= 2, or None for `default_popsize`.
+      max_popsize: rows ``ask`` samples, an int >= λ, or None for λ.
+
+    Returns:
+      ``(n, λ, max_popsize)``.
+
+    Raises:
+      TypeError: a value that is not an int.
+      ValueError: ``num_dims < 1``, ``popsize < 2``, ``max_popsize < popsize``, or a
+        population of more than ``2**31 - 1`` numbers.
+    """
+    n = validation.check_int("num_dims", num_dims, 1)
+    lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
+    cap = lam if max_popsize is None else validation.check_int("max_popsize", max_popsize, lam)
+    validation.check_rows("popsize" if max_popsize is None else "max_popsize", cap, n)
+    return n, lam, cap
 
 
 def finalize_negative_weights(weights: Any, num_dims: int, c1: Any, c_mu: Any, xp: Any = np) -> Any:
@@ -185,14 +278,17 @@ def cumulate(
 
 __all__ = [
     "CMA_RANGES",
+    "CMAParams",
     "H_SIGMA_RULES",
     "SEP_RANGES",
     "Paths",
+    "check_sizes",
     "cma_raw_weights",
     "cumulate",
     "default_popsize",
     "expected_norm",
     "finalize_negative_weights",
     "mueff_of",
+    "params_schema",
     "positive_mueff",
 ]

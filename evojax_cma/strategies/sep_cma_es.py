@@ -26,11 +26,16 @@ d_σ             ``1 + 2 max(0, sqrt((μ_eff-1)/(n+1)) - 1) + c_σ``  same
 c_c             ``4 / (n + 4)``                                   same
 E‖N(0,I)‖       ``sqrt(n)(1 - 1/(4n) + 1/(21 n^2))``              same
 h_σ test        tutorial form (`evojax_cma.strategies.cma_family`) same
+eigen gap       0 (unused: a diagonal C is never decomposed)      same
 ==============  ===============================================  ===========================
 
 The ``"cmaes"`` preset reproduces the `cmaes` package's ``SepCMA`` (0.13) update for update
 (``tests/test_sep_cma.py``). Not implemented: negative (active) weights, which pycma's
 ``CMA_diagonal=True`` uses together with a multiplicative diagonal update.
+
+The params are `evojax_cma.CMAParams`, as for CMA-ES (``SepCMAParams`` is another name for
+them), masked population size included: built with ``max_popsize``, the strategy samples
+that many rows and ``params.popsize`` of them form the generation (`MASKED_POPSIZE`).
 """
 
 from __future__ import annotations
@@ -38,63 +43,43 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import hyperparams, progress, shaping, termination, validation
-from evojax_cma.core.types import DIAGONAL, WEIGHTED, Strategy, build_strategy
+from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core.types import DIAGONAL, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
     SEP_RANGES,
+    CMAParams,
+    check_sizes,
     cumulate,
-    default_popsize,
     expected_norm,
     mueff_of,
+    params_schema,
     positive_mueff,
 )
 
 SEP_PRESETS = ("ros_hansen", "cmaes")
 
 
-class SepCMAParams(NamedTuple):
-    """Numeric hyperparameters of sep-CMA-ES (arrays; vmap over any of them).
-
-    The fields have the meaning of `evojax_cma.CMAParams`' fields of the same name,
-    restricted to the diagonal; their defaults are the preset's (module table).
-    """
-
-    weights: Array
-    """Recombination weights ``(λ,)``, positive for the μ best, zero after (Eq. 49)."""
-    c_m: Array
-    """Learning rate of the mean (Eq. 41; 1)."""
-    c_sigma: Array
-    """Cumulation rate of the σ path (Eqs. 43, 55)."""
-    d_sigma: Array
-    """Damping of the step-size update (Eqs. 44, 55)."""
-    c_c: Array
-    """Cumulation rate of the rank-one path (Eqs. 45, 56)."""
-    c1: Array
-    """Rank-one learning rate of the diagonal, raised by ``(n+2)/3`` [RH08]."""
-    c_mu: Array
-    """Rank-μ learning rate of the diagonal, raised by ``(n+2)/3`` [RH08]."""
-    chi_n: Array
-    """E‖N(0, I)‖ of Eq. (44)."""
-    max_log_sigma_change: Array
-    """Bound on ``|log(σ_new/σ)|`` per generation (inf: none, as [RH08])."""
+SepCMAParams = CMAParams
+"""Another name for `CMAParams`, the params of sep-CMA-ES (which ignores ``eigen_gap``);
+kept so that code written when sep-CMA-ES had its own type still runs."""
 
 
 @progress.pytree_state
 @dataclasses.dataclass(frozen=True, eq=False)
 class SepCMAState(progress.RunState):
-    """State of one sep-CMA-ES run (mean, σ, `SepCMAParams` and bookkeeping: see `RunState`).
+    """State of one sep-CMA-ES run (mean, σ, `CMAParams` and bookkeeping: see `RunState`).
 
     Attributes:
       C: the diagonal of the covariance matrix, shape ``(n,)``.
       p_sigma, p_c: evolution paths (Eqs. 43, 45).
-      params: the `SepCMAParams` of this run.
+      params: the `CMAParams` of this run.
     """
 
     C: Array
@@ -103,12 +88,22 @@ class SepCMAState(progress.RunState):
 
 
 def sep_default_constants(
-    num_dims: int, popsize: int, preset: str, **overrides: Any
+    num_dims: int,
+    popsize: Any,
+    preset: str,
+    capacity: int | None = None,
+    xp: Any = np,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Default hyperparameters of a preset as float64 NumPy values (module table).
+    """Default hyperparameters of a preset for λ = `popsize` (module table).
 
-    Each override (a `SepCMAParams` field; concrete or traced) replaces its default;
-    ``c_sigma`` also enters the default ``d_sigma`` (Eq. 55). ``weights`` are used as given.
+    With ``xp = numpy`` (the default) the values are float64 NumPy values; with
+    ``xp = jax.numpy`` `popsize` and the `overrides` may be traced. The weights have
+    `capacity` entries (default λ), zero from μ = floor(λ/2) on; ``eigen_gap`` is 0.
+
+    Each override (a `CMAParams` field but ``popsize`` and ``eigen_gap``; concrete or
+    traced) replaces its default; ``c_sigma`` also enters the default ``d_sigma``
+    (Eq. 55). ``weights`` are used as given.
     """
 
     def pick(name: str, default: Any) -> Any:
@@ -118,20 +113,22 @@ def sep_default_constants(
         raise ValueError(f"preset must be one of {SEP_PRESETS}, got {preset!r}")
     n, lam = num_dims, popsize
     mu = lam // 2
-    weights = np.zeros(lam)
-    weights[:mu] = np.log(mu + 1.0) - np.log(np.arange(1, mu + 1))
-    weights /= weights.sum()
-    mueff = mueff_of(weights)
-    c_cov = 2.0 / mueff / (n + math.sqrt(2.0)) ** 2 + (1.0 - 1.0 / mueff) * min(
+    i = xp.arange(1, (lam if capacity is None else capacity) + 1) * (
+        np.float64(1.0) if xp is np else 1.0
+    )
+    weights = xp.where(i <= mu, xp.log(mu + 1.0) - xp.log(i), 0.0)
+    weights = weights / xp.sum(weights)
+    mueff = mueff_of(weights, xp)
+    c_cov = 2.0 / mueff / (n + math.sqrt(2.0)) ** 2 + (1.0 - 1.0 / mueff) * xp.minimum(
         1.0, (2.0 * mueff - 1.0) / ((n + 2.0) ** 2 + mueff)
     )
-    c_cov *= (n + 2.0) / 3.0  # [RH08], the separable learning rate
+    c_cov = c_cov * ((n + 2.0) / 3.0)  # [RH08], the separable learning rate
     if preset == "ros_hansen":
         c1, c_mu = c_cov / mueff, c_cov * (1.0 - 1.0 / mueff)
     else:
         c1, c_mu = 2.0 / ((n + 1.3) ** 2 + mueff), c_cov
     c_sigma = pick("c_sigma", (mueff + 2.0) / (n + mueff + 3.0))
-    d_sigma = 1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_sigma
+    d_sigma = 1.0 + 2.0 * xp.maximum(0.0, xp.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_sigma
     return dict(
         weights=pick("weights", weights),
         c_m=pick("c_m", 1.0),
@@ -142,21 +139,41 @@ def sep_default_constants(
         c_mu=pick("c_mu", c_mu),
         chi_n=pick("chi_n", expected_norm(n, exact=False)),
         max_log_sigma_change=pick("max_log_sigma_change", math.inf),
+        eigen_gap=0.0,
+        popsize=lam,
     )
 
 
-def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any) -> Strategy:
+def sep_cma_es(
+    num_dims: int,
+    popsize: int | None = None,
+    *,
+    max_popsize: int | None = None,
+    **static_options: Any,
+) -> Strategy:
     """Build a sep-CMA-ES strategy (minimisation) with a diagonal covariance matrix.
 
+    Its interface is that of `evojax_cma.cma_es` (params, masked λ); its update is the
+    module docstring's.
+
     Args:
-      num_dims: dimension n, >= 1.
-      popsize: λ, >= 2; defaults to ``4 + floor(3 ln n)``.
+      num_dims: n.
+      popsize: λ (default ``4 + floor(3 ln n)``).
+      max_popsize: rows sampled by ``ask`` (default λ); λ is then ``params.popsize``, so
+        one strategy serves (and a vmapped sweep covers) several population sizes, as
+        for `evojax_cma.cma_es`.
       **static_options: ``preset`` (``"ros_hansen"``, the default, or ``"cmaes"``; module
         docstring) and default termination thresholds under pycma's names.
 
     Returns:
-      A `Strategy` with `SepCMAParams` and `SepCMAState`; time and memory per generation
-      are O(λ n).
+      A `Strategy` with `CMAParams` and `SepCMAState` whose ``popsize`` is `max_popsize`;
+      time and memory per generation are O(`max_popsize` n). Its
+      ``default_params(popsize=None, **overrides)`` re-derives what depends on an
+      override (`sep_default_constants`).
+
+    Raises:
+      TypeError, ValueError: sizes out of range (`cma_family.check_sizes`), unknown
+        option names, or an unknown preset.
 
     Examples:
       >>> import jax, jax.numpy as jnp, evojax_cma as ec
@@ -166,45 +183,64 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
       >>> bool(res.state.best_f <= 1e-8)
       True
     """
-    n = validation.check_int("num_dims", num_dims, 1)
-    lam = default_popsize(n) if popsize is None else validation.check_int("popsize", popsize, 2)
-    validation.check_rows("popsize", lam, n)
+    n, lam, cap = check_sizes(num_dims, popsize, max_popsize)
     validation.check_options(
         "sep_cma_es option(s)", static_options, {"preset"} | set(termination.STOP_NAMES)
     )
     preset = static_options.get("preset", "ros_hansen")
     sep_default_constants(n, lam, preset)  # validate the preset now
     stop_defaults = {k: v for k, v in static_options.items() if k in termination.STOP_NAMES}
-    shapes = {f: ((lam,) if f == "weights" else ()) for f in SepCMAParams._fields}
-    schema = hyperparams.Schema("sep_cma_es", SepCMAParams, shapes, SEP_RANGES)
-
-    default_params = schema.default_params(
-        lambda overrides: sep_default_constants(n, lam, preset, **overrides)
-    )
+    schema = params_schema("sep_cma_es", cap, SEP_RANGES, ignored=frozenset({"eigen_gap"}))
     check_params = schema.check
 
-    def init(key: Array, x0: Any, sigma0: Any, params: SepCMAParams | None = None) -> SepCMAState:
+    def derive(size: Any, xp: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+        return sep_default_constants(n, size, preset, cap, xp, **overrides)
+
+    def default_params(popsize: Any = None, **overrides: Any) -> CMAParams:
+        """The preset's `CMAParams` for λ = `popsize` (default: the strategy's λ).
+
+        Args:
+          popsize: λ, from 2 to the strategy's ``max_popsize``; may be a traced integer.
+          **overrides: values (concrete or traced) for any field but ``popsize`` and
+            ``eigen_gap`` (which sep-CMA-ES ignores); what depends on an override is
+            re-derived (`sep_default_constants`).
+
+        Raises:
+          TypeError: an unknown override name (the message lists the valid ones).
+          ValueError: ``popsize`` out of range, a wrong shape, NaN, or a concrete value
+            out of range.
+        """
+        return schema.masked_defaults(derive, popsize, lam, cap, overrides)
+
+    def init(key: Array, x0: Any, sigma0: Any, params: CMAParams | None = None) -> SepCMAState:
         """Start at mean `x0` with step size `sigma0` and C = I (`key` is unused)."""
         del key
-        params = check_params(default_params() if params is None else params)
-        fields = progress.initial_fields(x0, sigma0, params, n, lam)
+        p: CMAParams = check_params(default_params() if params is None else params)
+        p = p._replace(popsize=jnp.asarray(p.popsize, jnp.int32))
+        fields = progress.initial_fields(x0, sigma0, p, n, lam)
         zero = jnp.zeros(n, fields["mean"].dtype)
         return SepCMAState(C=jnp.ones_like(zero), p_sigma=zero, p_c=zero, **fields)
 
     def ask(key: Array, state: SepCMAState, *, running: Any = True) -> tuple[Array, SepCMAState]:
-        """Sample λ points ``m + σ sqrt(c) ⊙ z`` (Eqs. 38-40 with a diagonal C)."""
+        """Sample `max_popsize` points ``m + σ sqrt(c) ⊙ z`` (Eqs. 38-40, a diagonal C)."""
         del running  # nothing is amortised here
         validation.check_key(key)
-        validation.check_state("sep_cma_es.ask", state, SepCMAState, SepCMAParams)
-        z = jax.random.normal(key, (lam, n), state.mean.dtype)
+        validation.check_state("sep_cma_es.ask", state, SepCMAState, CMAParams)
+        z = jax.random.normal(key, (cap, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * (z * jnp.sqrt(state.C)[None, :]), state
 
     def tell(state: SepCMAState, population: Any, fitness: Any) -> SepCMAState:
-        """Update mean, paths, σ and the diagonal of C from the evaluated population."""
-        validation.check_state("sep_cma_es.tell", state, SepCMAState, SepCMAParams)
-        validation.check_population("population", population, (lam, n))
+        """Update mean, paths, σ and the diagonal of C from the evaluated population.
+
+        Rows from ``params.popsize`` on are padding: they rank after all others and get
+        weight 0.
+        """
+        validation.check_state("sep_cma_es.tell", state, SepCMAState, CMAParams)
+        validation.check_population("population", population, (cap, n))
         p = state.params
-        population, _, order, f_sorted = shaping.rank_population(population, fitness, state.mean)
+        population, _, order, f_sorted = shaping.rank_population(
+            population, fitness, state.mean, p.popsize
+        )
         y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = jnp.maximum(p.weights, 0.0)
         y_w = w @ y  # Eq. (41)
@@ -230,11 +266,11 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
         return SepCMAState(
             mean=mean,
             sigma=paths.sigma,
-            C=C,
             p_sigma=paths.p_sigma,
             p_c=paths.p_c,
+            C=C,
             params=p,
-            **progress.next_progress(state, population[order[0]], f_sorted),
+            **progress.next_progress(state, population[order[0]], f_sorted, p.popsize),
         )
 
     def summary(state: SepCMAState) -> termination.DistributionSummary:
@@ -246,15 +282,14 @@ def sep_cma_es(num_dims: int, popsize: int | None = None, **static_options: Any)
     functions: dict[str, Callable[..., Any]] = dict(
         default_params=default_params, init=init, ask=ask, tell=tell, summary=summary
     )
-    functions["check_params"] = check_params
-    options = {"preset": preset}
     return build_strategy(
         "sep_cma_es",
         n,
-        lam,
-        options,
+        cap,
+        {"preset": preset, "popsize": lam, "max_popsize": cap},
         stop_defaults,
-        functions,
-        {DIAGONAL, WEIGHTED},
+        {**functions, "check_params": check_params},
+        {DIAGONAL, WEIGHTED, MASKED_POPSIZE},
+        popsize_of=lambda state: state.params.popsize,
         params_ok=schema.ok,
     )
