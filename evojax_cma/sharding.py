@@ -13,11 +13,12 @@ no ``pmap``), so the same code runs on CPU host devices, GPUs, TPUs and, under
   fitness values, n-vectors (the weighted mean, the best point) and the n x n rank-μ sum
   cross devices (tested on the compiled program). A population (with ``chunked=True``: a
   chunk) that the device count does not divide is refused: padding would change λ and so
-  the strategy. Mirrored noise (``[ε; -ε]``, `evojax_cma.open_es`'s default) is the
-  exception: XLA moves ε to the devices that hold -ε (an all-to-all of each device's
-  rows; with ``chunked=True`` an all-gather of the half chunk ε), since the devices of
-  -ε do not draw it themselves; ``antithetic=False`` moves no noise. The chunked tell
-  regenerates each chunk's noise on every device (compute, no communication).
+  the strategy. Mirrored noise (`evojax_cma.open_es`'s default) moves nothing either:
+  the pairs ``ε, -ε`` lie on neighbouring rows, so each device draws its rows' ε and
+  mirrors them itself (tested on the compiled program; with ``[ε; -ε]``, the layout of
+  earlier builds, XLA gathered ε for the devices holding -ε). A pair is split only when
+  a device holds an odd number of rows. The chunked tell regenerates each chunk's noise
+  on every device (compute, no communication).
 - **The runs of a sweep** (`shard_runs`): the leading (vmapped) axis of the inputs is split
   over the devices with ``jax.device_put``; ``jax.jit(jax.vmap(run))`` then runs each
   device's runs there. The runs only meet in the batched loop's "is any run still going".

@@ -126,12 +126,15 @@ def test_process_pool_failure_resumes_with_a_new_pool(how, reference):
         ec.fmin(_sphere_in_worker, X0, SIGMA0, OPTS, executor=pool)
     err = info.value
     assert err.run == 1 and err.result.evals == POPSIZE * (err.generation - 1)
+    assert err.generation == 7 and "generation 7 of run 1" in str(err)
     if how == "dies":
         assert isinstance(err.__cause__, BrokenProcessPool) and "worker died" in str(err)
         assert err.candidate is None  # the parent cannot know which task killed it
+        # every candidate from the first one without a value fails with the pool; with one
+        # worker that first one (candidate 1, the 50th call) is the one that killed it
+        assert "while candidates 1..7 were pending" in str(err)
     else:
         assert err.candidate == 1 and str(err.__cause__) == "simulation crashed"
-        assert err.generation == 7
     with _process_pool(-1, how) as pool:
         _, resumed = ec.fmin(_sphere_in_worker, X0, SIGMA0, OPTS, executor=pool, resume=err.resume)
     _same_run(resumed, reference)

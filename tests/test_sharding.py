@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 _SCRIPT = textwrap.dedent(
@@ -50,6 +51,7 @@ _SCRIPT = textwrap.dedent(
             out[name]["C"] = rel(a.state.C, b.state.C)
 
     cma, oes = ec.cma_es(n, 16), ec.open_es(n, 32, chunk_size=16, learning_rate=0.05)
+    oes_mirrored = ec.open_es(n, 64, learning_rate=0.05)
     x0 = jnp.ones(n)
     if "cma_es" in cases:
         compare("cma_es", lambda s: ec.minimize(
@@ -60,6 +62,9 @@ _SCRIPT = textwrap.dedent(
             out["indivisible"] = None
         except ValueError as e:
             out["indivisible"] = str(e)
+    if "open_es_mirrored" in cases:  # the default: mirrored, one chunk, the whole population
+        compare("open_es_mirrored", lambda s: ec.minimize(
+            oes_mirrored, f, jax.random.key(4), x0, 0.1, generations=15, sharding=s))
     if "open_es_chunked" in cases:
         compare("open_es_chunked", lambda s: ec.minimize(
             oes, f, jax.random.key(2), x0, 0.1, generations=15, chunked=True, sharding=s))
@@ -78,6 +83,9 @@ _SCRIPT = textwrap.dedent(
     if "hlo" in cases:
         out["hlo_cma"] = collectives(
             lambda k: ec.minimize(cma, f, k, x0, 0.5, generations=3, sharding=sh))
+    if "hlo_mirrored" in cases:
+        out["hlo_open_es_mirrored"] = collectives(
+            lambda k: ec.minimize(oes_mirrored, f, k, x0, 0.1, generations=3, sharding=sh))
     if "hlo_more" in cases:
         for mirrored in (True, False):
             oes_big = ec.open_es(n, 64, chunk_size=32, antithetic=mirrored)
@@ -91,7 +99,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-ALL = "cma_es,open_es_chunked,sweep"
+ALL = "cma_es,open_es_mirrored,open_es_chunked,sweep"
 
 
 def run_on_devices(devices, cases=ALL, timeout=900):
@@ -129,6 +137,27 @@ def _shapes(collectives, op):
     return [re.sub(r"\{[^}]*\}", "", shape) for kind, shape in collectives if kind == op]
 
 
+def _sizes(collectives):
+    """(op, shape) of every array a collective moves (a tuple operand gives several)."""
+    return [
+        (kind, tuple(int(d) for d in dims.split(",") if d))
+        for kind, shape in collectives
+        for dims in re.findall(r"[a-z]+[0-9]*\[([0-9,]*)\]", shape)
+    ]
+
+
+def _no_noise_moved(collectives, lam, n):
+    """Only fitness values (at most λ numbers) and n-vectors cross devices: no rows of points.
+
+    Mirrored noise laid out ``[e; -e]`` moved ``e`` (an all-gather of ``(λ/2, n)``).
+    """
+    moved = _sizes(collectives)
+    assert moved, collectives  # the fitness values must be gathered: the parse works
+    for kind, dims in moved:
+        assert len(dims) < 2 or dims[-1] != n, (kind, dims)
+        assert int(np.prod(dims)) <= lam, (kind, dims)
+
+
 def _no_population_gathered(collectives, lam, n):
     """No collective of a (λ, n) operand, and no all-gather of rows of points (``[..., n]``).
 
@@ -141,9 +170,9 @@ def _no_population_gathered(collectives, lam, n):
 
 
 def test_sharded_cma_es_open_es_and_sweep_equal_one_device_on_8_devices():
-    """Equal runs on 8 devices; the compiled CMA-ES never moves the population."""
-    out = run_on_devices(8, "cma_es,sweep,hlo")
-    assert set(out) >= {"cma_es", "sweep"}
+    """Equal runs on 8 devices; the compiled CMA-ES and OpenAI-ES never move the population."""
+    out = run_on_devices(8, "cma_es,open_es_mirrored,sweep,hlo,hlo_mirrored")
+    assert set(out) >= {"cma_es", "open_es_mirrored", "sweep"}
     _check_equal(out, 8)
     assert "popsize=12 is not divisible by the 8 devices" in out["indivisible"]
     hlo = out["hlo_cma"]
@@ -153,6 +182,12 @@ def test_sharded_cma_es_open_es_and_sweep_equal_one_device_on_8_devices():
     assert "f64[16]" in _shapes(hlo, "all-gather")
     assert any("f64[6,6]" in s for s in _shapes(hlo, "all-reduce"))
     assert not _shapes(hlo, "all-to-all") and not _shapes(hlo, "collective-permute")
+    # Mirrored OpenAI-ES (its default, λ = 64 over 8 devices): each device holds its pairs
+    # (e, -e) on neighbouring rows, so no noise crosses devices; the 64 fitness values do
+    mirrored = out["hlo_open_es_mirrored"]
+    _no_noise_moved(mirrored, 64, 6)
+    assert "f64[64]" in _shapes(mirrored, "all-gather")
+    assert not _shapes(mirrored, "all-to-all") and not _shapes(mirrored, "collective-permute")
 
 
 @pytest.mark.slow
@@ -163,11 +198,9 @@ def test_chunked_open_es_equal_and_never_gathered_on_8_devices():
     plain, mirrored = out["hlo_open_es_False"], out["hlo_open_es_True"]
     _no_population_gathered(plain, 32, 6)  # a chunk: 32 rows of 6
     _no_population_gathered(plain, 64, 6)
-    # Mirrored noise [e; -e]: XLA gathers the half chunk e (16 x 6) for the devices that
-    # hold -e (documented), never a chunk or the population
-    for kind, shape in mirrored:
-        assert "[32,6]" not in shape and "[64,6]" not in shape, (kind, shape)
-    assert "f64[16,6]" in _shapes(mirrored, "all-gather")
+    # chunked, mirrored or not: only the fitness values of the chunks ([2, 32]) move
+    _no_noise_moved(plain, 64, 6)
+    _no_noise_moved(mirrored, 64, 6)
     _no_population_gathered(out["hlo_sweep"], 16, 6)  # each run's population stays whole
     assert not _shapes(out["hlo_sweep"], "all-to-all")
 

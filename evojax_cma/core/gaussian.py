@@ -21,16 +21,23 @@ with :math:`\psi(\varepsilon) = \varepsilon` (Gaussian), :math:`\sqrt{2}\,\mathr
 :math:`\frac{1}{\sigma}E[f(m + \sigma\varepsilon)\psi(\varepsilon)]` the gradient of the
 smoothed objective :math:`E f(m + \sigma\varepsilon)` for each of them (the Laplace density
 is not differentiable at 0, but it is absolutely continuous, which is all the step needs).
-All three are symmetric, so antithetic pairs ``[e; -e]`` keep the distribution.
+All three are symmetric, so antithetic pairs ``(e, -e)`` keep the distribution.
 
 Noise by chunks (OpenAI's shared-seed trick)
 --------------------------------------------
 A population of ``popsize`` perturbations :math:`\varepsilon_i` is cut into
 ``popsize / chunk_size`` chunks. The noise of chunk ``c`` is drawn from
 ``jax.random.fold_in(key, c)`` alone, so any chunk can be regenerated from the ``ask`` key
-without storing the others. With antithetic sampling each chunk is ``[e; -e]`` for
-``e`` of shape ``(chunk_size / 2, n)``. `all_noise` concatenates the chunks (what ``ask``
-returns), `noise_chunk` regenerates one, and `utility_sums` accumulates
+without storing the others. With antithetic sampling chunk ``c`` holds the pairs of ``e``
+of shape ``(chunk_size / 2, n)`` interleaved, ``e_0, -e_0, e_1, -e_1, ...`` (row ``2i`` is
+``e_i``, row ``2i + 1`` is ``-e_i``), so that a population split by rows over devices keeps
+each pair on one device: each device draws its rows' ``e`` and mirrors them itself (with
+``[e; -e]`` the devices holding ``-e`` needed ``e`` from the others, an all-gather of the
+half chunk per generation). Earlier builds laid chunks out as ``[e; -e]``: a run with the
+same key now gives the same points in another row order, and agrees with the earlier run
+only to rounding (the gradient sums add in another order; long runs may drift apart).
+`all_noise` concatenates the chunks (what ``ask`` returns), `noise_chunk` regenerates one,
+and `utility_sums` accumulates
 :math:`\sum_i u_i \phi(\varepsilon_i)` chunk by chunk with ``lax.scan`` so that a tell never
 holds more than ``chunk_size x n`` numbers.
 
@@ -185,11 +192,15 @@ class NoisePlan(NamedTuple):
 
 
 def noise_chunk(plan: NoisePlan, key: Array, index: Array, dtype: Any) -> Array:
-    """Perturbations of chunk `index`, shape ``(chunk_size, n)``, from ``fold_in(key, index)``."""
+    """Perturbations of chunk `index`, shape ``(chunk_size, n)``, from ``fold_in(key, index)``.
+
+    Antithetic: ``e_0, -e_0, e_1, -e_1, ...`` (pairs on neighbouring rows, see the module
+    docstring).
+    """
     k = jax.random.fold_in(key, index)
     if plan.antithetic:
         e = plan.perturbation.sample(k, (plan.chunk_size // 2, plan.num_dims), dtype)
-        return jnp.concatenate([e, -e])
+        return jnp.stack([e, -e], axis=1).reshape(plan.chunk_size, plan.num_dims)
     return plan.perturbation.sample(k, (plan.chunk_size, plan.num_dims), dtype)
 
 

@@ -107,15 +107,56 @@ def _map_points(what: str, fn: Callable, X: np.ndarray, executor: Any) -> list:
         ) from exc
     except Exception as exc:
         i = len(values)
-        raise EvaluationError.at(f"{what} raised {type(exc).__name__}: {exc}", i, X[i]) from exc
+        if not worker_died(exc):
+            raise EvaluationError.at(f"{what} raised {type(exc).__name__}: {exc}", i, X[i]) from exc
+        note = ""
+        if type(exc).__name__ == "KilledWorker":
+            note = (
+                "; Dask fails every task it had sent to that worker, and this is the first of "
+                "them (evojax_cma.run.host_evaluation.as_executor: the settings that blame "
+                "only the running one)"
+            )
+        raise EvaluationError(
+            f"a worker died while evaluating {what} at candidate {i} (x = {X[i]!r}) "
+            f"({type(exc).__name__}: {exc}){note}",
+            index=i,
+            point=np.array(X[i]),
+        ) from exc
     return values
+
+
+WORKER_DEATHS = ("KilledWorker", "WorkerCrashedError")
+"""Exceptions by which an executor blames a task for its worker's death: Dask's
+``distributed.KilledWorker`` and Ray's ``ray.exceptions.WorkerCrashedError`` (matched
+by class name: neither package is a dependency)."""
+
+
+def worker_died(exc: BaseException) -> bool:
+    """Whether `exc` says that a worker died (rather than that the function raised).
+
+    A ``concurrent.futures.BrokenExecutor`` (a process pool whose worker died: every
+    pending call fails with it) or an exception of `WORKER_DEATHS` (the executor fails
+    the tasks it had on the worker that died: Ray the running one, Dask every task it
+    had sent there).
+    """
+    return isinstance(exc, BrokenExecutor) or any(
+        cls.__name__ in WORKER_DEATHS for cls in type(exc).__mro__
+    )
 
 
 def as_executor(executor: Any) -> Executor | None:
     """`executor` as a ``concurrent.futures.Executor`` (None stays None).
 
-    A Dask ``Client`` becomes its own ``client.get_executor()`` (``Client.map`` returns
-    futures, not values).
+    A Dask ``Client`` becomes its own ``client.get_executor(pure=False)`` (``Client.map``
+    returns futures, not values). ``pure=False``: Dask would otherwise name a task by its
+    function and point and compute equal tasks once, so a noisy objective would give one
+    value to equal points and to the repeats of noise handling.
+
+    A worker that dies fails the candidate it was running with ``KilledWorker`` only once
+    Dask gave up retrying it on other workers: set ``distributed.scheduler.allowed-failures``
+    to 0 to fail at the first death. Dask blames every task the scheduler had sent to
+    that worker; ``distributed.scheduler.worker-saturation: 1.0`` sends one task per
+    worker thread, so that with one thread per worker only the running task is blamed.
 
     Raises:
       TypeError: anything else that is not an Executor.
@@ -124,7 +165,7 @@ def as_executor(executor: Any) -> Executor | None:
         return executor
     get_executor = getattr(executor, "get_executor", None)
     if callable(get_executor):
-        adapted = get_executor()
+        adapted = get_executor(pure=False)
         if isinstance(adapted, Executor):
             return adapted
     raise TypeError(
@@ -251,9 +292,11 @@ def count_host_constraints(constraints: Any, x0: np.ndarray) -> int:
 __all__ = [
     "EvaluationError",
     "RayExecutor",
+    "WORKER_DEATHS",
     "as_executor",
     "constraint_values",
     "count_host_constraints",
     "evaluate_on_host",
     "function_name",
+    "worker_died",
 ]

@@ -12,7 +12,8 @@ the score function gives :math:`\nabla_m J = \frac{1}{\sigma} E[f(m + \sigma\var
 
 with utilities :math:`u_i` from fitness shaping (centred ranks by default, [SHC17] §2.2;
 ``shaping="raw"`` uses :math:`u_i = f_i` and gives the unbiased estimator). Antithetic
-(mirrored) sampling pairs :math:`\varepsilon` with :math:`-\varepsilon` ([SHC17] §2.2).
+(mirrored) sampling pairs :math:`\varepsilon` with :math:`-\varepsilon` ([SHC17] §2.2), on
+neighbouring rows of the population (`evojax_cma.core.gaussian`, "Noise by chunks").
 The perturbations may be Gaussian (the paper's), Laplace or Student-t
 (``perturbation=``, `evojax_cma.core.gaussian.Perturbation`): :math:`\varepsilon_i` is then
 replaced by the score :math:`\psi(\varepsilon_i)` of that density in the sum, which keeps
@@ -90,7 +91,11 @@ def open_es(
         optimizer: an optax factory taking ``learning_rate`` [``optax.adam``], whose
           float hyperparameters go into params, or a ready ``optax.GradientTransformation``.
         learning_rate: default learning rate for a factory, > 0 [0.01].
-        antithetic: mirrored sampling, ``[ε; -ε]`` in every chunk [True].
+        antithetic: mirrored sampling [True]: pairs ``ε, -ε`` on neighbouring rows of
+          every chunk (rows ``2i`` and ``2i + 1``, so that a population split over
+          devices keeps each pair on one device). Earlier builds laid a chunk out as
+          ``[ε; -ε]``: the same points in another order, so runs agree with theirs only
+          to rounding.
         shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"cma_weights"``, ``"raw"``
           or a function ``fitness (λ,) -> utilities (λ,)`` (lower is better).
         chunk_size: rows per noise chunk (must divide popsize; even if antithetic). With it,
