@@ -1,7 +1,8 @@
 """Per-generation cost of a jitted run with a progress bar on vs off (issue 15's target).
 
-``minimize(..., progress=True, segment=k)`` runs the same compiled loop in segments of k
-generations and updates a tqdm bar in between; ``progress=False`` runs it in one call.
+``minimize(..., progress=True, segment=k)`` runs one compiled loop that reports to a tqdm
+bar every k generations (one host callback of four numbers per segment);
+``progress=False`` runs the loop without reports, also in one call.
 Timed on CMA-ES on the rotated ellipsoid (every generation does full work), interleaved
 (one round times every setting once, so all see the same load), for k = 10, 100, 1000.
 The target is a ratio (progress on / off, per generation) <= 1.10 at k = 100. For

@@ -34,6 +34,7 @@ import numpy as np
 
 from evojax_cma import problems
 from evojax_cma.core.termination import STOP_NAMES
+from evojax_cma.run.keywords import RestartKeywords
 
 PROBLEMS: dict[str, Callable[..., Any]] = {
     **problems.HANSEN_SUITE,
@@ -45,6 +46,7 @@ PROBLEMS: dict[str, Callable[..., Any]] = {
 STRATEGIES = ("cma_es", "sep_cma_es", "lm_ma_es", "open_es", "variational")
 """Values of ``--strategy``; restarts need ``cma_es`` (`evojax_cma.fmin` rebuilds it)."""
 
+_SCHEDULE = RestartKeywords()  # fmin's restart defaults, the command line's too
 _OPTIONS = tuple(name for name in STOP_NAMES if name not in ("invalid_input",))
 _FORMATS = ("json", "npz", "both")
 
@@ -121,9 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maxfevals", type=_positive_int(1), help="evaluations over all runs")
     p.add_argument("--maxiter", type=_positive_int(1), help="iterations of a run")
     p.add_argument("--ftarget", type=float, help="stop when f <= ftarget")
-    p.add_argument("--restarts", type=_positive_int(0), default=0, help="IPOP restarts (0)")
+    restarts, incpopsize = _SCHEDULE.restarts, float(_SCHEDULE.incpopsize)
+    p.add_argument(
+        "--restarts", type=_positive_int(0), default=restarts, help=f"IPOP restarts ({restarts})"
+    )
     p.add_argument("--bipop", action="store_true", help="BIPOP instead of IPOP restarts")
-    p.add_argument("--incpopsize", type=float, default=2.0, help="λ factor per restart (2)")
+    p.add_argument(
+        "--incpopsize",
+        type=float,
+        default=incpopsize,
+        help=f"λ factor per restart ({incpopsize:g})",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument(
         "--bounds", nargs=2, type=floats, metavar=("LOWER", "UPPER"), help="box constraints"

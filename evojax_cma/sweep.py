@@ -60,7 +60,16 @@ from jax import lax
 from evojax_cma.core.termination import StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_int, check_sigma0, state_dtype
-from evojax_cma.run.arguments import ProblemKeywords, check_x0_vector, problem_and_pipeline
+from evojax_cma.run.arguments import check_x0_vector, problem_and_pipeline
+from evojax_cma.run.keywords import (
+    EvaluationKeywords,
+    ProblemKeywords,
+    RecordingKeywords,
+    driver,
+    field_names,
+    keyword_items,
+    takes,
+)
 from evojax_cma.run.loop import RunResult, minimize
 from evojax_cma.run.step import fitness_keys, objective_values
 
@@ -68,6 +77,13 @@ LAYOUTS = ("vmap", "map", "loop")
 """The ways `sweep` can lay runs out (see the module docstring)."""
 
 _NOT_SWEPT = ("progress", "segment", "checkpoint", "checkpoint_every", "resume")
+
+_SWEPT = driver(
+    problem=ProblemKeywords,
+    evaluation=EvaluationKeywords,
+    recording=takes(RecordingKeywords, "history"),  # the others are a single run's
+)
+"""The shared keywords of `sweep` and `run_bytes`: those of a `minimize` run in a sweep."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -113,7 +129,7 @@ def _run_one(
     res = minimize(
         setup.strategy, setup.fn, key, x0, sigma0, params, setup.options, data=data, **kw
     )
-    given = {k: v for k, v in kw.items() if k in ProblemKeywords._fields}
+    given = {k: v for k, v in kw.items() if k in field_names(ProblemKeywords)}
     problem, pipeline = problem_and_pipeline(
         setup.strategy, setup.fn, None, ProblemKeywords(**given), data=data
     )
@@ -197,6 +213,7 @@ class SweepResult(NamedTuple):
         return heatmap(values, xs, ys, x_label=x, y_label=y, value_label=value, **kwargs)
 
 
+@_SWEPT
 def sweep(
     strategy: Strategy,
     fn: Callable[..., Any],
@@ -214,7 +231,9 @@ def sweep(
     memory_budget: int | None = None,
     layout: str = "auto",
     width: int = 1,
-    history: bool | dict[str, int] | None = None,
+    problem: ProblemKeywords,
+    evaluation: EvaluationKeywords,
+    recording: RecordingKeywords,
     **minimize_keywords: Any,
 ) -> SweepResult:
     """Run `minimize` over a grid of params × starts × seeds, compiled once.
@@ -241,11 +260,14 @@ def sweep(
       layout: ``"auto"`` (``"loop"`` on CPU, else ``"vmap"``), ``"vmap"``, ``"map"`` or
         ``"loop"`` (module docstring).
       width: with ``"map"``, runs vmapped together in each step of the ``lax.map``.
-      history: ``history=`` of `minimize` (recorded for every run).
-      **minimize_keywords: other keywords of `minimize` (``bounds``, ``keyed``,
-        ``chunked``, ``generations``, ``maximize``, ``data``, ...), the same for every
-        run. ``data`` is a traced argument (new data does not recompile); the others
-        are compiled in.
+      problem: `minimize`'s problem keywords (`ProblemKeywords`, listed at the end),
+        the same for every run.
+      evaluation: `minimize`'s test evaluation keywords (`EvaluationKeywords`).
+      recording: ``history=`` of `minimize` (recorded for every run).
+      **minimize_keywords: `minimize`'s own other keywords (``chunked``,
+        ``generations``, ``maximize``, ``data``, ``sharding``), the same for every run.
+        ``data`` is a traced argument (new data does not recompile); the others, and
+        the shared keywords, are compiled in.
 
     Returns:
       `SweepResult`. Equality: with ``"loop"`` a row equals the run done alone with
@@ -302,12 +324,7 @@ def sweep(
     stacked = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *point_params)
     run_params = jax.tree_util.tree_map(lambda a: a[[r[0] for r in rows]], stacked)
     data = minimize_keywords.pop("data", None)  # traced: new data does not recompile
-    setup = _Setup(
-        strategy,
-        fn,
-        options,
-        tuple(sorted({**minimize_keywords, "history": history}.items())),
-    )
+    setup = _setup(strategy, fn, options, (problem, evaluation, recording), minimize_keywords)
     run_args = (run_seeds, run_x0, run_s0, run_params)
     first = jax.tree_util.tree_map(lambda a: a[0], run_args)
     size = _batch_size(setup, n_runs, batch_size, memory_budget, (*first, data))
@@ -453,6 +470,7 @@ def _batch_size(
     return min(budget // per_run, n_runs)
 
 
+@_SWEPT
 def run_bytes(
     strategy: Strategy,
     fn: Callable[..., Any],
@@ -460,6 +478,10 @@ def run_bytes(
     sigma0: Any,
     params: Any = None,
     options: StopOptions | dict[str, Any] | None = None,
+    *,
+    problem: ProblemKeywords,
+    evaluation: EvaluationKeywords,
+    recording: RecordingKeywords,
     **minimize_keywords: Any,
 ) -> int:
     """Estimated bytes one run takes in a batch of `sweep` (what ``memory_budget`` divides).
@@ -467,13 +489,23 @@ def run_bytes(
     Twice the run's output (final state, best point, stop flags, history: its
     ``jax.eval_shape``, nothing is computed), for the loop's carry and the stacked result,
     plus one population. The objective's own temporaries are not known and not counted.
-    Arguments as for `evojax_cma.minimize` (``history=`` included).
+    Arguments as for `evojax_cma.minimize` (``history=`` included), less the key.
     """
     params = strategy.default_params() if params is None else params
     data = minimize_keywords.pop("data", None)
-    keywords = tuple(sorted({"history": None, **minimize_keywords}.items()))
+    groups = (problem, evaluation, recording)
     args = (np.int32(0), np.asarray(x0), np.asarray(sigma0, np.asarray(x0).dtype), params, data)
-    return _run_bytes(_Setup(strategy, fn, options, keywords), *args)
+    return _run_bytes(_setup(strategy, fn, options, groups, minimize_keywords), *args)
+
+
+def _setup(
+    strategy: Strategy, fn: Any, options: Any, groups: tuple[Any, ...], others: dict[str, Any]
+) -> _Setup:
+    """The `_Setup` of runs with these keyword groups and other `minimize` keywords."""
+    problem, evaluation, recording = groups
+    keywords = {**keyword_items(problem), **keyword_items(evaluation), **others}
+    keywords["history"] = recording.history
+    return _Setup(strategy, fn, options, tuple(sorted(keywords.items())))
 
 
 def _run_bytes(setup: _Setup, seed: Any, x0: Any, sigma0: Any, params: Any, data: Any) -> int:

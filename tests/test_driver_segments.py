@@ -78,6 +78,39 @@ def test_progress_bar_and_its_limits(capsys):
         )(jax.random.split(jax.random.key(0), 2))
 
 
+class _Bar:
+    """A stand-in for tqdm that keeps every position and postfix it was given."""
+
+    def __init__(self):
+        self.n, self.seen, self.postfix, self.closed = 0, [], [], False
+
+    def update(self, k):
+        self.n += k
+        self.seen.append(self.n)
+
+    def set_postfix(self, refresh=True, **postfix):
+        self.postfix.append(postfix)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("segment", [7, 10])
+def test_progress_reports_every_segment_from_inside_one_call(monkeypatch, segment):
+    from evojax_cma.run import segments
+
+    bar = _Bar()
+    monkeypatch.setattr(segments, "progress_bar", lambda enabled: bar if enabled else None)
+    args = (ec.cma_es(4), _sphere, jax.random.key(5), jnp.ones(4), 0.5)
+    quiet = ec.minimize(*args, generations=33, history=True)
+    shown = ec.minimize(*args, generations=33, history=True, progress=True, segment=segment)
+    _assert_same(quiet, shown)  # reporting does not change the run
+    expected = [*range(segment, 33, segment), 33]
+    assert bar.seen == expected and bar.closed
+    assert [p["evals"] for p in bar.postfix] == [8 * g for g in expected]  # λ = 8 at n = 4
+    assert float(bar.postfix[-1]["best_f"]) == pytest.approx(float(shown.best_f), rel=1e-3)
+
+
 def test_generations_runs_exactly_n_whatever_the_fitness():
     flat = ec.minimize(
         ec.open_es(6, 12),

@@ -12,6 +12,7 @@ with a raising and a dying worker is in ``tests/test_fmin_errors.py``
 (``test_process_pool_failure_resumes_with_a_new_pool``).
 """
 
+import contextlib
 import multiprocessing
 import os
 import warnings
@@ -74,17 +75,30 @@ def test_process_pool_gives_the_same_run(reference):
     _same_run(res, reference)
 
 
-@pytest.fixture(scope="module")
-def dask_client():
+@contextlib.contextmanager
+def _one_worker_dask(processes: bool, config: dict):
+    """A `Client` of a local cluster with one worker of one thread, under a Dask `config`.
+
+    One thread: the failing call is counted in a file, so the k-th call must be the k-th
+    candidate (two threads raced on the count and on the order: a flaky test). A random
+    dashboard port: another cluster running on this machine cannot make it fail.
+    """
     distributed = pytest.importorskip("distributed")
+    import dask
+
     with (
-        # One thread: the failing call is counted in a file, so the k-th call must be the
-        # k-th candidate (two threads raced on the count and on the order: a flaky test).
+        dask.config.set(config),
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+            n_workers=1, threads_per_worker=1, processes=processes, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with _one_worker_dask(False, {}) as client:
         yield client
 
 
@@ -131,21 +145,12 @@ def dask_processes():
     only the running task is blamed (with the default 1.1 the next one is also on the
     worker and fails with it; a fast objective's finished task may not be reported yet).
     """
-    distributed = pytest.importorskip("distributed")
-    import dask
-
     config = {
         "distributed.scheduler.allowed-failures": 0,
         "distributed.scheduler.worker-saturation": 1.0,
         "distributed.worker.multiprocessing-method": "spawn",
     }
-    with (
-        dask.config.set(config),
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with _one_worker_dask(True, config) as client:
         yield client
 
 

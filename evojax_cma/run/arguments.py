@@ -1,8 +1,9 @@
-"""The drivers' shared keyword vocabulary, checked before anything is traced.
+"""The drivers' shared keywords, checked before anything is traced.
 
-`evojax_cma.minimize`, `evojax_cma.minimize_restarts` and `evojax_cma.fmin` take the same
-problem keywords: ``bounds``, ``bound_handler``, ``encoding``, ``constraints``,
-``noise_handling``, ``batched`` and (for JAX objectives) ``keyed``. `build_pipeline`
+The keywords themselves (names, types, defaults, meanings) are declared once, in
+`evojax_cma.run.keywords`; this module checks them. The problem keywords
+(`evojax_cma.run.keywords.ProblemKeywords`: ``bounds``, ``bound_handler``, ``encoding``,
+``constraints``, ``noise_handling``, ``batched``, ``keyed``, ...) `build_pipeline`
 turns them into one `evojax_cma.transforms.Pipeline`:
 ``chain(encoding, bounds, noise handler, augmented Lagrangian)``, so that the augmented
 Lagrangian penalises the objective's values first, the noise handler measures those, and
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ from evojax_cma.core.validation import (
     is_concrete,
     state_dtype,
 )
+from evojax_cma.run.keywords import ProblemKeywords
 from evojax_cma.run.step import Problem
 from evojax_cma.transforms.base import Pipeline, Transform, chain
 from evojax_cma.transforms.bound_penalty import bound_penalty
@@ -94,43 +96,26 @@ def build_pipeline(
     return pipeline
 
 
-class ProblemKeywords(NamedTuple):
-    """The problem keywords of the JAX drivers, as given (checked by `problem_and_pipeline`).
-
-    One value carries them from `evojax_cma.minimize` and `evojax_cma.minimize_restarts`
-    to `problem_and_pipeline`; see `evojax_cma.minimize` for their meaning.
-    """
-
-    batched: bool = False
-    keyed: bool = False
-    constraints: Callable[..., Any] | None = None
-    bounds: Any = None
-    bound_handler: str = "transform"
-    encoding: Transform | Pipeline | None = None
-    noise_handling: Any = False
-    n_repeats: int = 1
-    common_keys: bool = False
-
-
 def problem_and_pipeline(
     strategy: Any,
     fn: Callable[..., Any],
     x0: Any,
     keywords: ProblemKeywords,
     *,
-    dtype: Any = None,
     rows: int | None = None,
     data: Any = None,
 ) -> tuple[Problem, Pipeline]:
     """The JAX drivers' `Problem` and `Pipeline` from their keywords, checked.
 
-    `x0` is the concrete start point where known (the constraints are tried there), else
-    None. With the run's `dtype`, the objective's output is checked (`check_objective`,
-    on `rows` points when batched, default ``strategy.popsize``; with `data`, called as
-    ``fn(x, data[, key])``) and the transformations' settings must be representable in
-    it. Raises what `build_pipeline`, `check_data` and `count_constraints` raise, a
-    `ValueError` when a transformation needs a capability the strategy lacks, and a
-    `ValueError` for ``n_repeats < 1`` or ``n_repeats``/``common_keys`` without ``keyed``.
+    `x0` is the start point (the constraints are tried there when it is concrete), a
+    ``jax.ShapeDtypeStruct`` when only its dtype is known, or None (nothing checked that
+    needs the run's dtype). Its dtype is the run's (`state_dtype`): the objective's output
+    is checked in it (`check_objective`, on `rows` points when batched, default
+    ``strategy.popsize``; with `data`, called as ``fn(x, data[, key])``) and the
+    transformations' settings must be representable in it. Raises what `build_pipeline`,
+    `check_data` and `count_constraints` raise, a `ValueError` when a transformation
+    needs a capability the strategy lacks, and a `ValueError` for ``n_repeats < 1`` or
+    ``n_repeats``/``common_keys`` without ``keyed``.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -141,6 +126,7 @@ def problem_and_pipeline(
     if data is not None:
         check_data(data)
     n = strategy.num_dims
+    dtype = None if x0 is None else state_dtype(x0)
     if dtype is not None:
         points = strategy.popsize if rows is None else rows
         check_objective(fn, n, points, k.batched, k.keyed, dtype, data=data)
@@ -263,7 +249,7 @@ def count_constraints(constraints: Any, num_dims: int, batched: bool, x0: Any) -
         )
     if out_shape[-1] < 1:
         raise ValueError("constraints must return at least one value (m >= 1)")
-    if x0 is not None and is_concrete(x0):
+    if x0 is not None and is_concrete(x0) and not isinstance(x0, jax.ShapeDtypeStruct):
         x = jnp.reshape(jnp.asarray(x0, jnp.result_type(float)), shape)
         values = np.asarray(constraints(x))
         if not np.all(np.isfinite(values)):
@@ -329,7 +315,6 @@ def check_x0_function(x0: Callable[..., Any]) -> None:
 
 __all__ = [
     "BOUND_HANDLERS",
-    "ProblemKeywords",
     "build_pipeline",
     "check_data",
     "check_x0_function",

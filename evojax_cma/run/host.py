@@ -14,7 +14,6 @@ duration of the call only: the user's global JAX configuration is left as it was
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
@@ -32,7 +31,7 @@ from evojax_cma.core.validation import (
     check_positive_scalar,
 )
 from evojax_cma.history import history_spec, init_history
-from evojax_cma.run import host_files, step
+from evojax_cma.run import host_files, keywords, step
 from evojax_cma.run.arguments import build_pipeline, check_x0_function, initial_genotype
 from evojax_cma.run.host_arguments import (
     as_x0,
@@ -59,6 +58,7 @@ from evojax_cma.run.host_resume import (
 from evojax_cma.run.host_run import GenerationFailedError, HostRun, plan_next, start_run
 from evojax_cma.run.host_run import incorporate as _incorporate  # noqa: F401 (tests
 from evojax_cma.run.host_run import propose as _propose  # noqa: F401 read their caches)
+from evojax_cma.run.keywords import ProblemKeywords, RecordingKeywords, RestartKeywords
 from evojax_cma.run.schedule import (
     ENDS_ALL,
     first_run,
@@ -67,8 +67,6 @@ from evojax_cma.run.schedule import (
 )
 from evojax_cma.run.segments import progress_bar
 from evojax_cma.strategies.cma_es import cma_es
-from evojax_cma.transforms.base import Pipeline, Transform
-from evojax_cma.transforms.noise import NoiseHandler
 
 FMIN_OPTIONS = frozenset(
     {"popsize", "seed", "verbose", "verb_disp", "preset", "CMA_active", "bounds", "BoundaryHandler"}
@@ -76,28 +74,24 @@ FMIN_OPTIONS = frozenset(
 DTYPES = ("float64", "float32")
 
 
+@keywords.driver(
+    problem=keywords.takes(ProblemKeywords, "batched", "constraints", "encoding", "noise_handling"),
+    schedule=RestartKeywords,  # restarts=0, pycma's default; minimize_restarts: 9
+    recording=keywords.takes(RecordingKeywords, without=("segment",)),  # one generation a step
+)
 def fmin(
     fn: Callable[[np.ndarray], Any],
     x0: Any,
     sigma0: float,
     options: dict[str, Any] | None = None,
     *,
-    restarts: int = 0,
-    bipop: bool | float = False,
-    incpopsize: float = 2,
-    batched: bool = False,
     executor: Executor | None = None,
     strategy: Strategy | None = None,
     params: Any = None,
-    encoding: Transform | Pipeline | None = None,
-    constraints: Callable[[np.ndarray], Any] | None = None,
-    noise_handling: bool | NoiseHandler | None = None,
     dtype: str = "float64",
-    resume: FminCheckpoint | str | os.PathLike | None = None,
-    history: bool | dict[str, int] | None = None,
-    progress: bool = False,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
+    problem: ProblemKeywords,
+    schedule: RestartKeywords,
+    recording: RecordingKeywords,
 ) -> tuple[np.ndarray, FminResult]:
     """Minimise a host (NumPy) function with CMA-ES, like ``cma.fmin2(fn, x0, sigma0)``.
 
@@ -115,49 +109,38 @@ def fmin(
         (``"transform"``, the default, or ``"penalty"``; see `evojax_cma.minimize`), and
         the termination criteria (``ftarget``, ``maxfevals``, ``maxiter``, ``tolfun``,
         ...; see `STOP_NAMES`).
-      restarts: number of IPOP/BIPOP restarts, pycma's schedule
-        (`evojax_cma.run.schedule`); ``ftarget`` and ``maxfevals`` (over all runs) end
-        everything. Each population size is compiled once per process.
-      bipop: BIPOP instead of IPOP (True, or the small/large budget ratio).
-      incpopsize: factor of λ between large runs.
-      batched: whether `fn` evaluates a whole population at once.
       executor: evaluate points through ``executor.map`` (ignored if batched).
       strategy: a strategy to use instead of ``cma_es`` built from `options` (no
         restarts; the options ``popsize``, ``preset`` and ``CMA_active`` configure the
         built-in CMA-ES and conflict with it, except a ``popsize`` equal to its own).
       params: hyperparameters for the strategy (no restarts).
-      encoding: a transformation from the search space to `fn`'s parameters (see
-        `evojax_cma.minimize`); `x0` and the returned ``xbest`` are in `fn`'s parameters.
-      constraints: ``g(x) <= 0`` as in ``cma.fmin_con2``: a host function of a point
-        returning ``m`` values, handled by pycma's adaptive augmented Lagrangian
-        (`evojax_cma.transforms.constraints`). ``xbest`` is then the final mean (pycma's
-        ``xfavorite``) and ``fbest`` the best feasible f evaluated (inf if none);
-        ``tolstagnation`` defaults to 0.
-      noise_handling: True or `evojax_cma.noise_handler` settings, as ``cma.fmin2``'s
-        ``noise_handler`` (UH-CMA-ES, `evojax_cma.transforms.noise`); ``tolfacupx``
-        defaults to inf.
       dtype: ``"float64"`` (the default, as pycma) or ``"float32"``: the precision of
         the strategy and of the points passed to `fn`, for this call only.
-      resume: the ``resume`` of an `FminError`: continue from before the generation that
-        failed, with the same settings (only ``verbose``, ``verb_disp``, `fn`,
-        `constraints`' function, `batched`, `executor`, and `x0` of the same dimension,
-        used by later restarts, may change). With a deterministic `fn`, the run ends as
-        one that never failed. Or the path of a `checkpoint` file, continued in the
-        same way (the settings must be the same; a file of another run is a
-        `ValueError` naming each setting that differs).
-      history: record a `evojax_cma.history.History` over all runs, with the meaning
-        and settings of `evojax_cma.minimize_restarts`'s ``history=`` (True, or a dict
-        of ``capacity``, ``stride``, ``coordinates``); ``result.history`` is then that
-        `History` (which `evojax_cma.plot.plot` draws and `evojax_cma.checkpoint`
-        saves) instead of the pycma-style rows.
-      progress: show a tqdm bar (generations, evaluations, best f, σ, run), updated
-        every generation; independent of ``verbose`` (pass ``"verbose": 0`` for the
-        bar alone). Off by default.
-      checkpoint: a file (``.npz``, `evojax_cma.run.host_files`) to which the
-        `FminCheckpoint` of the run is written every `checkpoint_every` generations
-        (counted over all runs; default 100), write-then-rename, no pickle; pass it as
-        ``resume=`` to continue after an interruption.
-      checkpoint_every: generations between checkpoints (>= 1).
+      problem: the problem keywords ``batched``, ``constraints``, ``encoding`` and
+        ``noise_handling`` (`ProblemKeywords`, listed at the end; bounds are pycma's
+        options ``bounds`` and ``BoundaryHandler``). `constraints` is a host function
+        of a point returning ``m`` values, as in ``cma.fmin_con2``: ``xbest`` is then
+        the final mean (pycma's ``xfavorite``) and ``fbest`` the best feasible f
+        evaluated (inf if none). With `encoding`, `x0` and ``xbest`` are in `fn`'s
+        parameters.
+      schedule: the restart schedule (`RestartKeywords`; ``restarts`` defaults to 0, as
+        in pycma, and to 9 in `evojax_cma.minimize_restarts`). ``ftarget`` and
+        ``maxfevals`` (over all runs) end everything. Each population size is compiled
+        once per process.
+      recording: `RecordingKeywords` but ``segment`` (the host loop steps one
+        generation at a time). ``history``: ``result.history`` is then the `History`
+        over all runs, as in `evojax_cma.minimize_restarts`, instead of pycma-style
+        rows. ``progress`` is updated every generation, independent of ``verbose``
+        (pass ``"verbose": 0`` for the bar alone). ``checkpoint``: an ``.npz`` file
+        (`evojax_cma.run.host_files`; write-then-rename, no pickle) with the
+        `FminCheckpoint` of the run, every ``checkpoint_every`` generations (counted
+        over all runs; default 100). ``resume``: such a file, or the ``resume`` of an
+        `FminError`: continue from before the generation that failed, with the same
+        settings (only ``verbose``, ``verb_disp``, `fn`, `constraints`' function,
+        ``batched``, `executor`, and `x0` of the same dimension, used by later
+        restarts, may change; a file of another run is a `ValueError` naming each
+        setting that differs). With a deterministic `fn`, the run ends as one that
+        never failed.
 
     Returns:
       ``(xbest, result)`` as ``cma.fmin2`` returns ``(xbest, es)``.
@@ -177,50 +160,34 @@ def fmin(
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if not isinstance(options, dict | None):
         raise TypeError(f"options must be a dict, got {type(options).__name__}")
-    spec = history_spec(history)
+    checkpoint, checkpoint_every = recording.checkpoint, recording.checkpoint_every
+    history_spec(recording.history)  # checked before anything runs
     if checkpoint is not None and not host_files.is_path(checkpoint):
         raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
     if checkpoint_every is not None:
         check_int("checkpoint_every", checkpoint_every, 1)
         if checkpoint is None:
             raise ValueError("checkpoint_every needs checkpoint= (a file path)")
-    saving = None if checkpoint is None else (checkpoint, checkpoint_every or 100)
-    bar = progress_bar(progress)
+    bar = progress_bar(recording.progress)
+    host = {"executor": executor, "strategy": strategy, "params": params, "dtype": dtype}
     try:
         with jax.enable_x64(dtype == "float64"):
-            return _fmin(
-                fn,
-                x0,
-                sigma0,
-                dict(options or {}),
-                restarts=restarts,
-                bipop=bipop,
-                incpopsize=incpopsize,
-                batched=batched,
-                executor=executor,
-                strategy=strategy,
-                params=params,
-                encoding=encoding,
-                constraints=constraints,
-                noise_handling=noise_handling,
-                dtype=dtype,
-                resume=resume,
-                history=spec,
-                bar=bar,
-                saving=saving,
-            )
+            groups = (problem, schedule, recording)
+            return _fmin(fn, x0, sigma0, dict(options or {}), *groups, bar, **host)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, executor, **kw):
+def _fmin(fn, x0, sigma0, options, problem, schedule, recording, bar, *, executor, **kw):
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     check_options("fmin option(s)", options, FMIN_OPTIONS | set(STOP_NAMES))
-    names = ("strategy", "params", "constraints", "resume", "history")
-    strategy, params, constraints, resume, spec = (kw[name] for name in names)
-    bar = kw["bar"]
+    strategy, params, resume = kw["strategy"], kw["params"], recording.resume
+    constraints, restarts = problem.constraints, schedule.restarts
+    spec = kw["history"] = history_spec(recording.history)
+    checkpoint, every = recording.checkpoint, recording.checkpoint_every or 100
+    saving = None if checkpoint is None else (checkpoint, every)
     key = jax.random.key(check_seed(options.get("seed", 0)))
     verbose = int_option(options, "verbose", 1, None)
     verb_disp = int_option(options, "verb_disp", 100, 0)
@@ -243,7 +210,7 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
     check_positive_scalar("sigma0", sigma0)
     check_strategy_options(strategy, params, restarts, options, n)
     popsize = options.get("popsize") if strategy is None else strategy.popsize
-    config = restart_config(n, popsize, restarts, incpopsize, bipop)
+    config = restart_config(n, popsize, restarts, schedule.incpopsize, schedule.bipop)
     if resume is not None:
         m = int(m)
     elif constraints is None:
@@ -256,8 +223,8 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
         n,
         bounds=None if bounds is None else tuple(bounds),
         bound_handler=options.get("BoundaryHandler", "transform"),
-        encoding=kw["encoding"],
-        noise_handling=kw["noise_handling"],
+        encoding=problem.encoding,
+        noise_handling=problem.noise_handling,
         num_constraints=m,
     )
     stop_opts = pipeline.stop_defaults({k: options[k] for k in STOP_NAMES if k in options})
@@ -267,8 +234,8 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
         "sigma0": float(sigma0),
         "options": {k: v for k, v in options.items() if k not in DISPLAY_SETTINGS},
         "restarts": restarts,
-        "bipop": bipop,
-        "incpopsize": incpopsize,
+        "bipop": schedule.bipop,
+        "incpopsize": schedule.incpopsize,
         "strategy": strategy,
         "params": params,
         "pipeline": pipeline,
@@ -276,7 +243,7 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
         "num_constraints": m,
         "history": spec,
     }
-    evaluate = partial(evaluate_on_host, fn, batched=batched, executor=executor)
+    evaluate = partial(evaluate_on_host, fn, batched=problem.batched, executor=executor)
     host_g = None if constraints is None else partial(constraint_values, constraints, m=m)
     fail = partial(fmin_error, pipeline, constraints is not None)
 
@@ -320,7 +287,7 @@ def _fmin(fn, x0, sigma0, options, *, restarts, bipop, incpopsize, batched, exec
                 best = step.initial_best(pipeline, state)
             run = RunCheckpoint(k_run, k_plan, state, tstates)
         outer = (settings, key, schedule, factor, maxiter_cap)
-        save = None if kw["saving"] is None else partial(_save_if_due, kw["saving"], outer)
+        save = None if saving is None else partial(_save_if_due, saving, outer)
         runner = HostRun(
             run_strategy, pipeline, evaluate, host_g, verbose, verb_disp, bar, on_generation=save
         )

@@ -8,7 +8,8 @@ trigger a batch-wide eigendecomposition. A run whose input is invalid (values on
 inside the user's ``jit``/``vmap``) has its ``invalid_input`` flag set before the loop, so
 it never iterates and leaves the other runs of its batch untouched.
 
-(Over 400 lines: most of it is `minimize`'s docstring, which documents every keyword.)
+The shared keywords (problem, test evaluation, recording) are declared once, in
+`evojax_cma.run.keywords`; `minimize` receives them as groups.
 """
 
 from __future__ import annotations
@@ -32,12 +33,7 @@ from evojax_cma.core.validation import (
 )
 from evojax_cma.history import history_spec, init_history, metrics
 from evojax_cma.history import record as record_history
-from evojax_cma.run.arguments import (
-    ProblemKeywords,
-    check_x0_vector,
-    initial_genotype,
-    problem_and_pipeline,
-)
+from evojax_cma.run.arguments import check_x0_vector, initial_genotype, problem_and_pipeline
 from evojax_cma.run.evaluation import (
     candidate,
     evaluate_if_due,
@@ -45,11 +41,15 @@ from evojax_cma.run.evaluation import (
     init_evaluations,
     note_in_history,
 )
-from evojax_cma.run.segments import run_in_segments
+from evojax_cma.run.keywords import (
+    EvaluationKeywords,
+    ProblemKeywords,
+    RecordingKeywords,
+    driver,
+)
+from evojax_cma.run.segments import carry_counters, reporting, run_in_segments
 from evojax_cma.run.step import Best, chunked_fitness, generation, initial_best
 from evojax_cma.sharding import replicate, shard_problem
-from evojax_cma.transforms.base import Pipeline, Transform
-from evojax_cma.transforms.noise import NoiseHandler
 
 
 class RunResult(NamedTuple):
@@ -127,11 +127,24 @@ def _stop_flags(strategy, state, options):
     return strategy.stop(state, options)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
+@partial(jax.jit, static_argnames=(*_STATIC, "report"))
 def _advance(
-    strategy, pipeline, problem, chunked, record, tested, carry, options, until, data
+    strategy, pipeline, problem, chunked, record, tested, carry, options, until, data, report
 ) -> Carry:
     """Generations until a criterion fires or the generation count reaches `until`.
+
+    With `report`, the progress bar hears from the loop every `report` generations
+    (`evojax_cma.run.segments.reporting`).
+    """
+    static = (strategy, pipeline, problem, chunked, record, tested)
+    loop = partial(_generations, *static, options, data)
+    return reporting(loop, carry_counters, report)(carry, until)
+
+
+def _generations(
+    strategy, pipeline, problem, chunked, record, tested, options, data, carry, until
+) -> Carry:
+    """`_advance`'s loop (traced): generations until a criterion fires or `until`.
 
     With a periodic evaluation (`tested`), generations run in an inner loop up to the
     next multiple of ``tested.every`` and the candidate is scored between inner loops
@@ -181,6 +194,7 @@ def _advance(
     return lax.while_loop(lambda c: running(c, until), then_evaluate, carry)
 
 
+@driver(problem=ProblemKeywords, evaluation=EvaluationKeywords, recording=RecordingKeywords)
 def minimize(
     strategy: Strategy,
     fn: Callable[..., Any],
@@ -190,30 +204,14 @@ def minimize(
     params: Any = None,
     options: StopOptions | dict[str, Any] | None = None,
     *,
-    batched: bool = False,
-    keyed: bool = False,
-    n_repeats: int = 1,
-    common_keys: bool = False,
     data: Any = None,
     chunked: bool = False,
-    bounds: Any = None,
-    bound_handler: str = "transform",
-    encoding: Transform | Pipeline | None = None,
-    constraints: Callable[[Array], Array] | None = None,
-    noise_handling: bool | NoiseHandler = False,
     maximize: bool = False,
     generations: int | None = None,
-    evaluate: Callable[..., Any] | None = None,
-    evaluate_every: int | None = None,
-    evaluate_on: str = "mean",
-    evaluate_maximize: bool | None = None,
-    history: bool | dict[str, int] | None = None,
-    progress: bool = False,
-    segment: int = 100,
-    checkpoint: Any = None,
-    checkpoint_every: int | None = None,
-    resume: Any = None,
     sharding: Any = None,
+    problem: ProblemKeywords,
+    evaluation: EvaluationKeywords,
+    recording: RecordingKeywords,
 ) -> RunResult:
     """Minimise a JAX function with `strategy` until a termination criterion fires.
 
@@ -234,15 +232,6 @@ def minimize(
         ``strategy.check_params`` before tracing (ranges such as ``0 < c_sigma < 1``).
       options: termination thresholds, as `StopOptions` (vmappable) or a dict of pycma
         names (``ftarget``, ``maxfevals``, ``tolfun``, ...).
-      batched: whether `fn` evaluates a whole population at once (with ``chunked``: a
-        whole chunk).
-      keyed: whether `fn` takes a PRNG key (see `fn`). Each point of a generation gets
-        its own key (a batched `fn` one key per call).
-      n_repeats: evaluate each point on this many keys and tell the mean (EvoJAX's
-        ``n_repeats``; needs `keyed`). ``state.evals`` counts every call.
-      common_keys: give every point of a generation the same key(s): common random
-        numbers, e.g. the same episodes for the whole population, as EvoJAX's trainer
-        does (needs `keyed`).
       data: a pytree of arrays passed to `fn` (and `evaluate`) as a traced argument:
         new data of the same shapes and dtypes reuses the compiled loop, and ``vmap``
         over `data` sweeps datasets or environment parameters in one call.
@@ -251,57 +240,28 @@ def minimize(
         `evojax_cma.variational`). Same result as unchunked, to rounding; a per-point
         keyed objective gets the same keys in both modes (a batched one gets one key per
         chunk, the generation's key with `common_keys`).
-      bounds: ``(lower, upper)``, scalars or ``(n,)`` vectors (±inf allowed); every
-        evaluated point lies in the box. pycma's ``bounds`` option.
-      bound_handler: ``"transform"`` (pycma's ``BoundTransform``, the default) or
-        ``"penalty"`` (pycma's adaptive ``BoundPenalty``; CMA-family strategies only).
-      encoding: a transformation (`evojax_cma.scaling`, `evojax_cma.log_scale`,
-        `evojax_cma.chain` of them, or any `evojax_cma.transforms.Transform`) from the
-        search space to the objective's parameters, applied before the bounds. Equal
-        encodings (built twice with equal settings) do not recompile.
-      constraints: inequality constraints ``g(x) <= 0``: a JAX function of a point
-        returning ``(m,)`` values (with ``batched``: ``(popsize, n) -> (popsize, m)``),
-        handled by pycma's adaptive augmented Lagrangian
-        (`evojax_cma.transforms.constraints`); ``tolstagnation`` then defaults to 0 (off), as
-        in ``cma.fmin_con2``. The final ``state.mean`` is the solution to use (pycma's
-        ``xfavorite``); ``best_x`` is the best feasible point evaluated.
-      noise_handling: True or `evojax_cma.noise_handler` settings: UH-CMA-ES
-        (`evojax_cma.transforms.noise`, pycma's ``noise_handler``); ``tolfacupx`` then
-        defaults to inf, as in pycma. CMA-family strategies only.
       maximize: maximise `fn` (the strategy is told ``-fn``; ``best_f`` is reported in
         the objective's own sign, the state's fitness values in the minimised one).
       generations: run exactly this many generations: every other criterion is off
         (`options` may not be given then). The obvious switch for training runs.
-      evaluate: a test function scored every `evaluate_every` generations inside the
-        compiled loop on the candidate `evaluate_on`; called like a per-point `fn`
-        (``evaluate(x[, data][, key])``, with a key when `keyed`), returning one real
-        score in its own sign. Scores, generations and evaluations are recorded in
-        ``RunResult.evaluation`` (`evojax_cma.run.evaluation.Evaluations`: the last 1000,
-        ``ordered`` sorts them; ``best_x``/``best_score`` the best candidate by score;
-        not counted in ``evals``) and, with `history`, in its ``f_mean`` column at the
-        generations both record (negated with `maximize`, as the history's f-values).
-      evaluate_every: generations between evaluations (>= 1, default 10).
-      evaluate_on: ``"mean"`` (the decoded ``state.mean``, default) or ``"best"``
-        (``best_x``).
-      evaluate_maximize: whether a larger score is better (default: `maximize`; e.g.
-        True for an accuracy or a return while `fn` is a loss).
-      history: record a `evojax_cma.history.History` in the loop: True (every
-        generation, the last 1000 records) or a dict of ``capacity``, ``stride`` and
-        ``coordinates`` (see `evojax_cma.history.init_history`).
-      progress: show a tqdm bar (generation, evaluations, best f, sigma), updated after
-        every `segment` generations. Needs a top-level call (not under ``jit``/``vmap``).
-      segment: generations per compiled segment for `progress` and checkpoints.
-      checkpoint: a path: the run's carry (state, transformation states, key, best,
-        history) is saved there (`evojax_cma.checkpoint`) every `checkpoint_every`
-        generations (default: every segment) and at the end.
-      checkpoint_every: generations between checkpoints (a multiple of `segment` is
-        exact; others are rounded up to the next segment end).
-      resume: a path written by `checkpoint`: continue that run (the same strategy,
-        problem and settings) bit for bit as if it had not stopped.
       sharding: `evojax_cma.population_sharding(...)`: sample and evaluate each
         generation's rows on the devices of its mesh (all processes' under
         ``jax.distributed``); only fitness values and n-vector/rank-μ sums cross devices.
         The population (with ``chunked``, the chunk) must divide by the device count.
+      problem: the problem keywords (`ProblemKeywords`, listed at the end), passed as
+        plain keywords (``bounds=(-5, 5)``, ``keyed=True``). With ``constraints`` the
+        final ``state.mean`` is the solution to use (pycma's ``xfavorite``) and
+        ``best_x`` the best feasible point evaluated; a batched ``fn`` with ``chunked``
+        evaluates a whole chunk.
+      evaluation: the test evaluation's keywords (`EvaluationKeywords`): scores,
+        generations and evaluations are recorded in ``RunResult.evaluation``
+        (`evojax_cma.run.evaluation.Evaluations`: the last 1000; ``best_x`` and
+        ``best_score`` the best candidate by score; not counted in ``evals``) and, with
+        ``history``, in its ``f_mean`` column (negated with `maximize`).
+      recording: history, progress bar and checkpoints (`RecordingKeywords`): a
+        checkpoint holds the run's carry (state, transformation states, key, best,
+        history), saved with `evojax_cma.checkpoint`; ``checkpoint_every`` is rounded up
+        to a segment's end.
 
     Returns:
       `RunResult` with the final state and the flags of the criteria that fired.
@@ -336,26 +296,14 @@ def minimize(
     dtype = state_dtype(x0)
     check_sigma0(sigma0, dtype)
     rows = strategy.chunk_size if chunked and strategy.chunk_size else strategy.popsize
-    keywords = ProblemKeywords(
-        batched,
-        keyed,
-        constraints,
-        bounds,
-        bound_handler,
-        encoding,
-        noise_handling,
-        n_repeats,
-        common_keys,
-    )
-    problem, pipeline = problem_and_pipeline(
-        strategy, fn, x0, keywords, dtype=dtype, rows=rows, data=data
-    )
+    objective, pipeline = problem_and_pipeline(strategy, fn, x0, problem, rows=rows, data=data)
+    e = evaluation
     tested = evaluation_spec(
-        evaluate,
-        evaluate_every,
-        evaluate_on,
-        evaluate_maximize,
-        keyed=keyed,
+        e.evaluate,
+        e.evaluate_every,
+        e.evaluate_on,
+        e.evaluate_maximize,
+        keyed=problem.keyed,
         data=data,
         num_dims=strategy.num_dims,
         dtype=dtype,
@@ -378,27 +326,23 @@ def minimize(
             raise ValueError(
                 f"chunked=True needs a strategy with chunks; {strategy.name!r} has none"
             )
-        if pipeline.stateful or constraints is not None:
+        if pipeline.stateful or problem.constraints is not None:
             raise ValueError(
                 "chunked=True works without bound_handler='penalty', constraints and noise_handling"
             )
     x0 = initial_genotype(pipeline, x0)
-    record = history_spec(history)
-    problem = shard_problem(problem, sharding, rows)
+    record = history_spec(recording.history)
+    objective = shard_problem(objective, sharding, rows)
     key, x0, sigma0, params, options = replicate(sharding, (key, x0, sigma0, params, options))
     carry = _start(strategy, pipeline, record, tested, key, x0, sigma0, params, options)
-    static = (strategy, pipeline, problem, bool(chunked), record, tested)
-    if not (progress or checkpoint is not None or resume is not None):
-        carry = _advance(*static, carry, options, _ALL_GENERATIONS, data)
+    static = (strategy, pipeline, objective, bool(chunked), record, tested)
+    if not recording.segmented:
+        carry = _advance(*static, carry, options, _ALL_GENERATIONS, data, None)
     else:
         carry = run_in_segments(
-            lambda c, until: _advance(*static, c, options, until, data),
+            lambda c, until, report: _advance(*static, c, options, until, data, report),
             carry,
-            segment=segment,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
+            **recording.segments(),
             metadata={"strategy": strategy.name, "num_dims": strategy.num_dims},
             after_load=lambda c: c._replace(flags=_stop_flags(strategy, c.state, options)),
         )

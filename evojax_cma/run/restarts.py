@@ -46,11 +46,17 @@ from evojax_cma.core.validation import (
 from evojax_cma.history import history_spec, init_history, metrics
 from evojax_cma.history import record as record_history
 from evojax_cma.run.arguments import (
-    ProblemKeywords,
     check_x0_function,
     check_x0_vector,
     initial_genotype,
     problem_and_pipeline,
+)
+from evojax_cma.run.keywords import (
+    ProblemKeywords,
+    RecordingKeywords,
+    RestartKeywords,
+    driver,
+    takes,
 )
 from evojax_cma.run.schedule import (
     ENDS_ALL,
@@ -59,11 +65,9 @@ from evojax_cma.run.schedule import (
     restart_config,
     run_stop_options,
 )
-from evojax_cma.run.segments import Counters, run_in_segments
+from evojax_cma.run.segments import Counters, reporting, run_in_segments
 from evojax_cma.run.step import Best, generation, initial_best
 from evojax_cma.strategies.cma_es import cma_es
-from evojax_cma.transforms.base import Pipeline, Transform
-from evojax_cma.transforms.noise import NoiseHandler
 
 
 class RestartResult(NamedTuple):
@@ -152,11 +156,24 @@ def _ends_all() -> Array:
     return jnp.asarray([name in ENDS_ALL for name in termination.STOP_NAMES])
 
 
-@partial(jax.jit, static_argnames=(*_STATIC, "problem"))
+@partial(jax.jit, static_argnames=(*_STATIC, "problem", "report"))
 def _advance(
-    strategy, pipeline, x0_fn, config, record, problem, carry, x0, sigma0, overrides, until
+    strategy, pipeline, x0_fn, config, record, problem, carry, x0, sigma0, overrides, until, report
 ):
-    """Generations until the schedule ends or `until` generations (of all runs) are done."""
+    """Generations until the schedule ends or `until` generations (of all runs) are done.
+
+    With `report`, the progress bar hears from the loop every `report` generations
+    (`evojax_cma.run.segments.reporting`).
+    """
+    static = (strategy, pipeline, x0_fn, config, record, problem)
+    loop = partial(_generations, *static, x0, sigma0, overrides)
+    return reporting(loop, _counters, report)(carry, until)
+
+
+def _generations(
+    strategy, pipeline, x0_fn, config, record, problem, x0, sigma0, overrides, carry, until
+):
+    """`_advance`'s loop (traced): runs and restarts until the schedule ends or `until`."""
     end_all = _ends_all()
 
     def cond(c: RestartCarry):
@@ -272,6 +289,11 @@ def uniform_x0(lower: Any, upper: Any) -> UniformX0:
     return UniformX0(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
 
 
+@driver(
+    problem=takes(ProblemKeywords, without=("n_repeats", "common_keys")),
+    schedule=takes(RestartKeywords, restarts=9),  # fmin: 0, pycma's default
+    recording=RecordingKeywords,
+)
 def minimize_restarts(
     fn: Callable[[Array], Array],
     key: Array,
@@ -279,27 +301,14 @@ def minimize_restarts(
     sigma0: Any,
     options: dict[str, Any] | None = None,
     *,
-    restarts: int = 9,
-    bipop: bool | float = False,
-    incpopsize: float = 2,
     popsize: int | None = None,
     max_popsize: int | None = None,
     preset: str = "pycma",
     active: bool = True,
-    batched: bool = False,
     num_dims: int | None = None,
-    bounds: Any = None,
-    bound_handler: str = "transform",
-    encoding: Transform | Pipeline | None = None,
-    constraints: Callable[[Array], Array] | None = None,
-    noise_handling: bool | NoiseHandler = False,
-    keyed: bool = False,
-    history: bool | dict[str, int] | None = None,
-    progress: bool = False,
-    segment: int = 100,
-    checkpoint: Any = None,
-    checkpoint_every: int | None = None,
-    resume: Any = None,
+    problem: ProblemKeywords,
+    schedule: RestartKeywords,
+    recording: RecordingKeywords,
 ) -> RestartResult:
     """IPOP- or BIPOP-CMA-ES in one ``jit``, like ``cma.fmin2(fn, x0, sigma0, restarts=9)``.
 
@@ -315,39 +324,25 @@ def minimize_restarts(
       options: termination options under pycma's names. ``ftarget`` and ``maxfevals`` end
         everything (``maxfevals`` counts all runs); the others end a run; λ-dependent
         defaults (``maxiter``, ``tolstagnation``) follow each run's λ.
-      restarts: maximal number of restarts with a large population (pycma's
-        ``restarts``; small BIPOP runs do not count).
-      bipop: False for IPOP; True (or a budget ratio > 0) for BIPOP.
-      incpopsize: factor of λ between large runs.
       popsize: λ0 (default ``4 + floor(3 ln n)``).
       max_popsize: rows of the masked population (default ``λ0 incpopsize^restarts``).
       preset: as for `evojax_cma.cma_es`.
       active: as for `evojax_cma.cma_es`.
-      batched: whether `fn` evaluates a whole population.
       num_dims: n; checked against `x0`'s output when `x0` is a function.
-      bounds: ``(lower, upper)``; see `evojax_cma.minimize`.
-      bound_handler: ``"transform"`` or ``"penalty"``; see `evojax_cma.minimize`.
-      encoding: a transformation; see `evojax_cma.minimize`. `x0` (and what an
-        `x0` function returns) is a phenotype.
-      constraints: ``g(x) <= 0``; see `evojax_cma.minimize` (fresh coefficients every
-        run).
-      noise_handling: see `evojax_cma.minimize` (a fresh noise level every run).
-      keyed: whether `fn` takes a PRNG key; see `evojax_cma.minimize`.
-      history: record one `evojax_cma.history.History` over the whole schedule, as
-        `evojax_cma.minimize` does (True, or a dict of ``capacity``, ``stride``,
-        ``coordinates``); its ``generation`` and ``evals`` count over all runs, ``run``
-        says which run a record belongs to.
-      progress: show a tqdm bar (generations of all runs, evaluations, best f, σ),
-        updated every `segment` generations; a top-level call only.
-      segment: generations (of all runs) per compiled segment.
-      checkpoint: a path: the schedule's whole carry (current run, restart schedule,
-        keys, best point, history) is saved there every `checkpoint_every` generations
-        and at the end (`evojax_cma.checkpoint`).
-      checkpoint_every: generations between checkpoints (rounded up to a segment's end).
-      resume: a path written by `checkpoint`: continue that schedule, mid-run or between
-        runs, bit for bit as if it had not stopped. The dimension, the schedule's
-        settings (restarts, bipop, incpopsize, popsize, max_popsize, preset, active) and
-        the options must be those it was saved with (a clear `ValueError` otherwise).
+      problem: the problem keywords (`ProblemKeywords`, listed at the end) but
+        ``n_repeats`` and ``common_keys``, as plain keywords. `x0` (and what an `x0`
+        function returns) is a phenotype; constraints and noise handling start afresh in
+        every run.
+      schedule: the restart schedule (`RestartKeywords`); ``restarts`` defaults to 9
+        here (restarting is what this driver is for), to 0 in `evojax_cma.fmin` (pycma's
+        default).
+      recording: as in `evojax_cma.minimize`, over the whole schedule: the history's
+        ``generation`` and ``evals`` count over all runs and ``run`` says which run a
+        record belongs to; a checkpoint holds the schedule's whole carry (current run,
+        schedule, keys, best point, history), and ``resume`` continues it mid-run or
+        between runs. The dimension, the schedule's settings (restarts, bipop,
+        incpopsize, popsize, max_popsize, preset, active) and the options must be those
+        it was saved with (a clear `ValueError` otherwise).
 
     Returns:
       A `RestartResult`. A run whose input is invalid (a σ0, or an x0 drawn by a function,
@@ -383,35 +378,30 @@ def minimize_restarts(
     check_options("termination option(s)", options, frozenset(termination.CRITERIA))
     for name, value in options.items():
         termination.check_stop_option(name, value)
-    config = restart_config(n, popsize, restarts, incpopsize, bipop, max_popsize)
+    plan = schedule
+    config = restart_config(n, popsize, plan.restarts, plan.incpopsize, plan.bipop, max_popsize)
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
-    keywords = ProblemKeywords(
-        batched, keyed, constraints, bounds, bound_handler, encoding, noise_handling
-    )
-    start = None if x0_fn is not None else x0
-    problem, pipeline = problem_and_pipeline(strategy, fn, start, keywords, dtype=dtype)
+    start = jax.ShapeDtypeStruct((n,), dtype) if x0_fn is not None else x0
+    objective, pipeline = problem_and_pipeline(strategy, fn, start, problem)
     options = pipeline.stop_defaults(options)
     overrides = {k: jnp.asarray(v) for k, v in options.items()}
     if x0_fn is None:
         x0 = initial_genotype(pipeline, x0)
-    record = history_spec(history)
+    record = history_spec(recording.history)
     static = (strategy, pipeline, x0_fn, config, record)
     carry = _start(*static, key, x0, sigma0, overrides)
     args = (x0, sigma0, overrides)
     settings = {"driver": "minimize_restarts", "num_dims": n, "schedule": list(config)}
     settings.update(preset=preset, active=active)
-    if (checkpoint is not None or resume is not None) and not any_traced(options):
+    saved = recording.checkpoint is not None or recording.resume is not None
+    if saved and not any_traced(options):
         settings["options"] = {k: np.asarray(v).tolist() for k, v in options.items()}
     carry = run_in_segments(
-        lambda c, until: _advance(*static, problem, c, *args, until),
+        lambda c, until, report: _advance(*static, objective, c, *args, until, report),
         carry,
-        segment=segment,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
+        **recording.segments(),
         metadata=settings,
         counters=_counters,
     )

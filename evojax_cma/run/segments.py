@@ -3,19 +3,29 @@
 A driver's loop is compiled once with the generation to stop at as a traced argument, so
 running it to the end in one call, or segment by segment with the host in between, is the
 same compiled program on the same carry: the results are bit-identical. Between
-segments the host updates a tqdm bar (generation, evaluations, best f, sigma) and writes
-checkpoints (`evojax_cma.checkpoint`: write-then-rename, no pickle); a run resumed from a
-checkpoint continues exactly. All of this needs concrete values, so it is for top-level
-calls; under the user's own ``jit``/``vmap`` a driver runs in one segment.
+segments the host writes checkpoints (`evojax_cma.checkpoint`: write-then-rename, no
+pickle); a run resumed from a checkpoint continues exactly. All of this needs concrete
+values, so it is for top-level calls; under the user's own ``jit``/``vmap`` a driver runs
+in one segment.
+
+A progress bar alone needs no return to the host: `reporting` splits the compiled loop
+into segments *inside* the program and sends the few counters of each (generation,
+evaluations, best f, σ) to the bar with a host callback (~50 µs on CPU). Returning to
+the host instead costs a dispatch of the whole carry per segment (~0.4 ms, 10-15 % of 100
+generations of a 10-D CMA-ES; ``benchmarks/progress_overhead.py``). The loop without a
+bar is a separate program.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import Array, lax
 
 from evojax_cma import checkpoint as ckpt
 from evojax_cma.core.validation import any_traced, check_int
@@ -55,8 +65,103 @@ def progress_bar(enabled: bool) -> Any:
     return tqdm(unit="gen", dynamic_ncols=True)
 
 
+_BAR: list[Any] = [None]
+"""The bar of the driver call in progress (`reporting`'s callbacks update it)."""
+
+
+def _flags_done(c: Counters, xp: Any) -> Any:
+    """Whether each run is done (stop flags, on a trailing axis, reduced with any)."""
+    done = c.done
+    if xp.ndim(done) > xp.ndim(c.generation):
+        done = xp.any(done, axis=-1)
+    return done
+
+
+def _display(generation: int, evals: int, best_f: float, sigma: float) -> None:
+    """Move the bar of the call in progress to `generation` and show the counters."""
+    bar = _BAR[0]
+    if bar is None:
+        return
+    if generation > bar.n:  # callbacks are unordered: never move the bar back
+        bar.update(generation - bar.n)
+    bar.set_postfix(evals=evals, best_f=f"{best_f:.4g}", sigma=f"{sigma:.3g}", refresh=False)
+
+
+def _show(c: Counters) -> None:
+    """`_display` from host counters (batched: the furthest run, the best f, median σ)."""
+    _display(
+        int(np.max(c.generation)),
+        int(np.max(c.evals)),
+        float(np.min(c.best_f)),
+        float(np.median(c.sigma)),
+    )
+
+
+def _pack(c: Counters) -> Array:
+    """The four numbers `_display` shows, as one int32 vector (floats bit-cast).
+
+    A host callback's cost grows with its number of arguments (~20-40 µs each on CPU):
+    one small array is the cheapest way across.
+    """
+    as_bits = partial(lax.bitcast_convert_type, new_dtype=jnp.int32)
+    return jnp.stack(
+        [
+            jnp.max(c.generation).astype(jnp.int32),
+            jnp.max(c.evals).astype(jnp.int32),
+            as_bits(jnp.min(c.best_f).astype(jnp.float32)),
+            as_bits(jnp.median(c.sigma).astype(jnp.float32)),
+        ]
+    )
+
+
+def _show_packed(packed: Any) -> np.ndarray:
+    """`_display` from `_pack`'s vector (host side of `reporting`'s callback); returns 0."""
+    v = np.asarray(packed)
+    best_f, sigma = v[2:].view(np.float32)
+    _display(int(v[0]), int(v[1]), float(best_f), float(sigma))
+    return np.zeros((), np.int32)
+
+
+def reporting(
+    loop: Callable[[Any, Any], Any], counters: Callable[[Any], Counters], every: int | None
+) -> Callable[[Any, Any], Any]:
+    """A traced ``loop(carry, until)`` that shows progress every `every` generations.
+
+    The returned function runs `loop` in segments of `every` generations inside the
+    compiled program and reports `counters` of the carry to the progress bar after each
+    one (one host callback of four numbers; `run_in_segments` owns the bar). The carry
+    it returns is the one `loop` returns run to `until` in one go: a segment boundary
+    only re-enters the same generation loop. With ``every=None``, `loop` itself.
+
+    The report is a ``jax.pure_callback`` whose answer (always 0) the loop's condition
+    reads, so XLA keeps it and calls it once per segment. ``jax.debug.callback`` would
+    do the same, but a program with effects loses JAX's C++ dispatch: every call then
+    pays ~3 ms of Python dispatch for a carry of ~55 arrays, 2-3 % of 3000 generations
+    of a 10-D CMA-ES (``benchmarks/progress_overhead.py``).
+    """
+    if every is None:
+        return loop
+    answer = jax.ShapeDtypeStruct((), jnp.int32)
+
+    def run(carry: Any, until: Any) -> Any:
+        def remaining(c_answer: Any) -> Any:
+            c, heard = c_answer
+            k = counters(c)
+            going = ~jnp.all(_flags_done(k, jnp)) & (jnp.max(k.generation) < until)
+            return going & (heard == 0)
+
+        def segment(c_answer: Any) -> Any:
+            c, _ = c_answer
+            c = loop(c, jnp.minimum(until, jnp.max(counters(c).generation) + every))
+            return c, jax.pure_callback(_show_packed, answer, _pack(counters(c)))
+
+        return lax.while_loop(remaining, segment, (carry, jnp.zeros((), jnp.int32)))[0]
+
+    return run
+
+
 def run_in_segments(
-    advance: Callable[[Any, int], Any],
+    advance: Callable[[Any, int, int | None], Any],
     carry: Any,
     *,
     segment: int = 100,
@@ -68,14 +173,18 @@ def run_in_segments(
     after_load: Callable[[Any], Any] | None = None,
     counters: Callable[[Any], Counters] = carry_counters,
 ) -> Any:
-    """Call ``advance(carry, until)`` segment by segment until the run's flags are set.
+    """Run ``advance(carry, until, report)`` to the end, in segments where needed.
 
     Without `progress`, `checkpoint` and `resume`, one call to the end
-    (``until=ALL_GENERATIONS``), which also works under the user's ``jit``/``vmap``.
+    (``until=ALL_GENERATIONS``), which also works under the user's ``jit``/``vmap``. With
+    `progress` alone, also one call: the compiled loop reports to the bar every `segment`
+    generations (``report=segment``; see `reporting`). With a `checkpoint`, one call per
+    segment, since the carry is saved on the host in between.
 
     Args:
       advance: the driver's compiled loop: runs until a criterion fires or the state's
-        generation count reaches ``until``, and returns the carry.
+        generation count reaches ``until``, reporting progress every ``report``
+        generations (None: never), and returns the carry.
       carry: the run's carry (``state``, ``flags``, ``best``, ... fields); also the
         template a `resume` checkpoint is loaded into.
       segment: generations per call (>= 1).
@@ -95,7 +204,7 @@ def run_in_segments(
         checkpoint of another run (see `evojax_cma.checkpoint.load`).
     """
     if not (progress or checkpoint is not None or resume is not None):
-        return advance(carry, ALL_GENERATIONS)  # one call: nothing to do in between
+        return advance(carry, ALL_GENERATIONS, None)  # one call: nothing to do in between
     segment = check_int("segment", segment, 1)
     every = (
         segment if checkpoint_every is None else check_int("checkpoint_every", checkpoint_every, 1)
@@ -115,31 +224,32 @@ def run_in_segments(
     def read(carry: Any) -> tuple[int, Counters]:
         # One transfer of the few scalars the host needs per segment.
         c = jax.device_get(counters(carry))
-        if np.ndim(c.done) > np.ndim(c.generation):  # stop flags: any one ends the run
-            c = c._replace(done=np.any(c.done, axis=-1))
+        c = c._replace(done=_flags_done(c, np))
         return int(np.max(c.generation)), c
 
     generation, c = read(carry)
+    if bar is not None and generation:
+        bar.update(generation)  # a resumed run starts where it stopped
     last_saved = generation
+    _BAR[0] = bar
     try:
-        while not bool(np.all(c.done)):
-            carry = advance(carry, generation + segment)
-            now, c = read(carry)
-            if bar is not None:
-                bar.update(now - generation)
-                bar.set_postfix(
-                    evals=int(np.max(c.evals)),
-                    best_f=f"{float(np.min(c.best_f)):.4g}",
-                    sigma=f"{float(np.median(c.sigma)):.3g}",
-                    refresh=False,
-                )
-            if checkpoint is not None and now - last_saved >= every:
-                ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
-                last_saved = now
-            if now == generation:  # no progress: every run is stopped
-                break
-            generation = now
+        if checkpoint is None:  # no carry to save: one call that reports as it goes
+            carry = advance(carry, ALL_GENERATIONS, segment if bar is not None else None)
+            jax.block_until_ready(carry)  # every report has reached the bar
+        else:  # one call per segment, saving the carry in between
+            while not bool(np.all(c.done)):
+                carry = advance(carry, generation + segment, None)
+                now, c = read(carry)
+                if bar is not None:
+                    _show(c)
+                if now - last_saved >= every:
+                    ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
+                    last_saved = now
+                if now == generation:  # no progress: every run is stopped
+                    break
+                generation = now
     finally:
+        _BAR[0] = None
         if bar is not None:
             bar.close()
     if checkpoint is not None:
@@ -148,4 +258,11 @@ def run_in_segments(
     return carry
 
 
-__all__ = ["ALL_GENERATIONS", "Counters", "carry_counters", "progress_bar", "run_in_segments"]
+__all__ = [
+    "ALL_GENERATIONS",
+    "Counters",
+    "carry_counters",
+    "progress_bar",
+    "reporting",
+    "run_in_segments",
+]
