@@ -40,7 +40,7 @@ Runs execute in batches of ``batch_size`` (or as many as `memory_budget` bytes a
 estimated with ``jax.eval_shape``; the loop holds one run at a time); the last batch is
 padded so one program serves all.
 
-(About 500 lines, over the ~400 the project aims at: the driver, the checks of its inputs
+(About 550 lines, over the ~400 the project aims at: the driver, the checks of its inputs
 before tracing and its result table belong together, and each part is small.)
 """
 

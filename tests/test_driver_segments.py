@@ -111,6 +111,33 @@ def test_progress_reports_every_segment_from_inside_one_call(monkeypatch, segmen
     assert float(bar.postfix[-1]["best_f"]) == pytest.approx(float(shown.best_f), rel=1e-3)
 
 
+class _InterruptedBar(_Bar):
+    """A bar on which the user presses Ctrl-C at the second report."""
+
+    def update(self, k):
+        super().update(k)
+        if len(self.seen) == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_and_a_second_bar(monkeypatch):
+    from evojax_cma.run import segments
+
+    args = (ec.cma_es(4), _sphere, jax.random.key(5), jnp.ones(4), 0.5)
+    bar = _InterruptedBar()
+    monkeypatch.setattr(segments, "progress_bar", lambda enabled: bar if enabled else None)
+    # Ctrl-C reaches the user as KeyboardInterrupt (not as XLA's wrapped runtime error),
+    # at the end of the segment it interrupted, and the bar is closed.
+    with pytest.raises(KeyboardInterrupt):
+        ec.minimize(*args, generations=50, progress=True, segment=10)
+    assert bar.seen == [10, 20] and bar.closed
+    # One bar per process: a call with a bar while another shows one is refused.
+    monkeypatch.setattr(segments, "_BAR", [object()])
+    with pytest.raises(RuntimeError, match="another call in this process"):
+        ec.minimize(*args, generations=5, progress=True)
+    assert int(ec.minimize(*args, generations=5).state.generation) == 5
+
+
 def test_generations_runs_exactly_n_whatever_the_fitness():
     flat = ec.minimize(
         ec.open_es(6, 12),

@@ -239,9 +239,6 @@ def test_a_keyword_given_twice_is_a_type_error():
     es, key = ec.cma_es(4), jax.random.key(0)
     with pytest.raises(TypeError, match="multiple values for argument 'options'"):
         ec.minimize(es, _sphere, key, jnp.ones(4), 0.5, None, {"maxiter": 2}, options={})
-    given = {"history": True}
-    with pytest.raises(TypeError, match="multiple values for keyword argument 'history'"):
-        ec.minimize(es, _sphere, key, jnp.ones(4), 0.5, history=True, **given)
 
 
 def test_sweep_forwards_minimize_keywords_and_refuses_single_run_ones():

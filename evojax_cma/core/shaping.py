@@ -19,8 +19,9 @@ candidate (lower is better, as the fitness), for the score-function strategies
 (`evojax_cma.open_es`, `evojax_cma.variational`). They are *tie-safe* in the sense those
 estimators need: tied fitness values receive equal utilities (midranks), so the order of
 the candidates in the population never leaks into the gradient (with antithetic pairs
-laid out as ``[+eps; -eps]``, index-ordered ranks on a plateau would push the mean along
-``sum(eps)``). Non-finite values are all tied with each other, worst. `SHAPINGS` names them.
+on neighbouring rows, ``+eps_i`` then ``-eps_i``, index-ordered ranks on a plateau would
+push the mean along ``sum(eps)``). Non-finite values are all tied with each other, worst.
+`SHAPINGS` names them.
 """
 
 from __future__ import annotations

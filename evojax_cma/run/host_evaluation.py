@@ -165,7 +165,10 @@ def as_executor(executor: Any) -> Executor | None:
         return executor
     get_executor = getattr(executor, "get_executor", None)
     if callable(get_executor):
-        adapted = get_executor(pure=False)
+        try:
+            adapted = get_executor(pure=False)
+        except TypeError:  # not Dask's: an adapter without the keyword
+            adapted = get_executor()
         if isinstance(adapted, Executor):
             return adapted
     raise TypeError(

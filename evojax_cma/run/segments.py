@@ -2,7 +2,7 @@
 
 A driver's loop is compiled once with the generation to stop at as a traced argument, so
 running it to the end in one call, or segment by segment with the host in between, is the
-same compiled program on the same carry: the results are bit-identical. Between
+same generation loop on the same carry: the results are bit-identical. Between
 segments the host writes checkpoints (`evojax_cma.checkpoint`: write-then-rename, no
 pickle); a run resumed from a checkpoint continues exactly. All of this needs concrete
 values, so it is for top-level calls; under the user's own ``jit``/``vmap`` a driver runs
@@ -66,7 +66,12 @@ def progress_bar(enabled: bool) -> Any:
 
 
 _BAR: list[Any] = [None]
-"""The bar of the driver call in progress (`reporting`'s callbacks update it)."""
+"""The bar of the driver call in progress (`reporting`'s callbacks update it).
+
+One per process: a second call with a bar while one is shown is refused (its callbacks
+could not tell the two bars apart)."""
+_INTERRUPTED = [False]
+"""Set by `_show_packed` when Ctrl-C interrupted a report."""
 
 
 def _flags_done(c: Counters, xp: Any) -> Any:
@@ -115,10 +120,19 @@ def _pack(c: Counters) -> Array:
 
 
 def _show_packed(packed: Any) -> np.ndarray:
-    """`_display` from `_pack`'s vector (host side of `reporting`'s callback); returns 0."""
-    v = np.asarray(packed)
-    best_f, sigma = v[2:].view(np.float32)
-    _display(int(v[0]), int(v[1]), float(best_f), float(sigma))
+    """`_display` from `_pack`'s vector (host side of `reporting`'s callback).
+
+    Returns 0, or 1 after a ``KeyboardInterrupt`` (Ctrl-C lands here, the only Python
+    code that runs during the call): the loop then stops at this segment's end and
+    `run_in_segments` raises the interrupt, instead of XLA wrapping it in a runtime error.
+    """
+    try:
+        v = np.asarray(packed)
+        best_f, sigma = v[2:].view(np.float32)
+        _display(int(v[0]), int(v[1]), float(best_f), float(sigma))
+    except KeyboardInterrupt:
+        _INTERRUPTED[0] = True
+        return np.ones((), np.int32)
     return np.zeros((), np.int32)
 
 
@@ -178,8 +192,8 @@ def run_in_segments(
     Without `progress`, `checkpoint` and `resume`, one call to the end
     (``until=ALL_GENERATIONS``), which also works under the user's ``jit``/``vmap``. With
     `progress` alone, also one call: the compiled loop reports to the bar every `segment`
-    generations (``report=segment``; see `reporting`). With a `checkpoint`, one call per
-    segment, since the carry is saved on the host in between.
+    generations (``report=segment``; see `reporting`). With a `checkpoint`, or with
+    several processes, one call per segment, since the host works in between.
 
     Args:
       advance: the driver's compiled loop: runs until a criterion fires or the state's
@@ -202,6 +216,8 @@ def run_in_segments(
     Raises:
       ValueError: a carry that is traced (inside ``jit``/``vmap``), a bad segment, or a
         checkpoint of another run (see `evojax_cma.checkpoint.load`).
+      RuntimeError: `progress` while another call of this process shows a bar.
+      KeyboardInterrupt: Ctrl-C during a run with a bar (at the end of the segment).
     """
     if not (progress or checkpoint is not None or resume is not None):
         return advance(carry, ALL_GENERATIONS, None)  # one call: nothing to do in between
@@ -219,6 +235,11 @@ def run_in_segments(
         carry = ckpt.load(resume, like=carry, expect=expect)
         if after_load is not None:
             carry = after_load(carry)
+    if progress and _BAR[0] is not None:
+        raise RuntimeError(
+            "progress=True: another call in this process is showing a progress bar; run "
+            "this one without progress (one bar per process at a time)"
+        )
     bar = progress_bar(progress)
 
     def read(carry: Any) -> tuple[int, Counters]:
@@ -233,16 +254,22 @@ def run_in_segments(
     last_saved = generation
     _BAR[0] = bar
     try:
-        if checkpoint is None:  # no carry to save: one call that reports as it goes
+        # With several processes (jax.distributed) the callback would run in process 0
+        # alone while every process's loop waits for its answer: segments on the host.
+        if checkpoint is None and jax.process_count() == 1:
+            # No carry to save: one call that reports as it goes.
+            _INTERRUPTED[0] = False
             carry = advance(carry, ALL_GENERATIONS, segment if bar is not None else None)
             jax.block_until_ready(carry)  # every report has reached the bar
+            if _INTERRUPTED[0]:
+                raise KeyboardInterrupt
         else:  # one call per segment, saving the carry in between
             while not bool(np.all(c.done)):
                 carry = advance(carry, generation + segment, None)
                 now, c = read(carry)
                 if bar is not None:
                     _show(c)
-                if now - last_saved >= every:
+                if checkpoint is not None and now - last_saved >= every:
                     ckpt.save(checkpoint, carry, metadata={**(metadata or {}), "generation": now})
                     last_saved = now
                 if now == generation:  # no progress: every run is stopped

@@ -67,8 +67,13 @@ SEP_PRESETS = ("ros_hansen", "cmaes")
 
 
 SepCMAParams = CMAParams
-"""Another name for `CMAParams`, the params of sep-CMA-ES (which ignores ``eigen_gap``);
-kept so that code written when sep-CMA-ES had its own type still runs."""
+"""Another name for `CMAParams`, the params of sep-CMA-ES (which ignores ``eigen_gap``).
+
+Kept so that ``isinstance`` checks and ``params._replace(...)`` written when sep-CMA-ES
+had its own type still work. Building one field by field now also needs ``eigen_gap``
+and ``popsize`` (use ``strategy.default_params(**overrides)``), ``weights`` has the
+strategy's ``max_popsize`` rows, and sep-CMA-ES checkpoints saved before the change do
+not load."""
 
 
 @progress.pytree_state
