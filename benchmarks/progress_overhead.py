@@ -7,7 +7,8 @@ Timed on CMA-ES on the rotated ellipsoid (every generation does full work), inte
 (one round times every setting once, so all see the same load), for k = 10, 100, 1000.
 The target is a ratio (progress on / off, per generation) <= 1.10 at k = 100. For
 context, pycma's own per-generation cost with its display (``es.disp()`` every k
-generations) vs without is measured in the same rounds. The bar writes to a discarded
+generations) vs without is measured in the same rounds, and so is the host driver
+`evojax_cma.fmin` with its bar (moved every generation) vs without. The bar writes to a discarded
 stream, so the terminal's speed is not measured.
 
 Usage: python benchmarks/progress_overhead.py [--n 10] [--generations 3000] [--rounds 7]
@@ -75,6 +76,29 @@ def pycma(n: int, generations: int, every: int | None):
     return call
 
 
+def fmin(n: int, generations: int, progress: bool):
+    """The host driver `evojax_cma.fmin` (its bar moves every generation), NumPy objective."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))
+    scales = 1e6 ** (np.arange(n) / (n - 1))
+
+    def ellipsoid(X):
+        return np.sum(scales * (np.asarray(X) @ q.T) ** 2, axis=1)
+
+    def call():
+        with contextlib.redirect_stderr(io.StringIO()):
+            _, res = ec.fmin(
+                ellipsoid,
+                3 * np.ones(n),
+                1.0,
+                {"maxiter": generations, "verbose": 0, "seed": 1},
+                batched=True,
+                progress=progress,
+            )
+        assert res.iterations == generations
+
+    return call
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10)
@@ -89,17 +113,20 @@ def main():
     calls.update({f"on_k{k}": ours(a.n, a.generations, k) for k in SEGMENTS})
     calls["pycma_off"] = pycma(a.n, a.pycma_generations, None)
     calls["pycma_disp_k100"] = pycma(a.n, a.pycma_generations, 100)
+    calls["fmin_off"] = fmin(a.n, a.pycma_generations, False)
+    calls["fmin_bar"] = fmin(a.n, a.pycma_generations, True)
     t0 = time.perf_counter()
     for call in calls.values():  # compile (one program for every setting) and warm up
         call()
     warmup = time.perf_counter() - t0
     seconds = interleaved_times(calls, rounds=a.rounds)
     per_gen = {
-        k: v / (a.pycma_generations if k.startswith("pycma") else a.generations)
+        k: v / (a.pycma_generations if k.startswith(("pycma", "fmin")) else a.generations)
         for k, v in seconds.items()
     }
     ratios = {f"k{k}": per_gen[f"on_k{k}"] / per_gen["off"] for k in SEGMENTS}
     ratios["pycma_disp_k100"] = per_gen["pycma_disp_k100"] / per_gen["pycma_off"]
+    ratios["fmin_bar"] = per_gen["fmin_bar"] / per_gen["fmin_off"]
     for name, value in per_gen.items():
         print(f"{name:>16}: {1e6 * value:9.1f} us/generation")
     for name, value in ratios.items():
