@@ -62,6 +62,9 @@ _SCRIPT = textwrap.dedent(
             out["indivisible"] = None
         except ValueError as e:
             out["indivisible"] = str(e)
+    if "sep_cma_es" in cases:
+        compare("sep_cma_es", lambda s: ec.minimize(
+            ec.sep_cma_es(n, 16), f, jax.random.key(5), x0, 0.5, generations=15, sharding=s))
     if "open_es_mirrored" in cases:  # the default: mirrored, one chunk, the whole population
         compare("open_es_mirrored", lambda s: ec.minimize(
             oes_mirrored, f, jax.random.key(4), x0, 0.1, generations=15, sharding=s))
@@ -83,6 +86,8 @@ _SCRIPT = textwrap.dedent(
     if "hlo" in cases:
         out["hlo_cma"] = collectives(
             lambda k: ec.minimize(cma, f, k, x0, 0.5, generations=3, sharding=sh))
+        out["hlo_sep"] = collectives(lambda k: ec.minimize(
+            ec.sep_cma_es(n, 16), f, k, x0, 0.5, generations=3, sharding=sh))
     if "hlo_mirrored" in cases:
         out["hlo_open_es_mirrored"] = collectives(
             lambda k: ec.minimize(oes_mirrored, f, k, x0, 0.1, generations=3, sharding=sh))
@@ -99,7 +104,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-ALL = "cma_es,open_es_mirrored,open_es_chunked,sweep"
+ALL = "cma_es,sep_cma_es,open_es_mirrored,open_es_chunked,sweep"
 
 
 def run_on_devices(devices, cases=ALL, timeout=900):
@@ -171,8 +176,8 @@ def _no_population_gathered(collectives, lam, n):
 
 def test_sharded_cma_es_open_es_and_sweep_equal_one_device_on_8_devices():
     """Equal runs on 8 devices; the compiled CMA-ES and OpenAI-ES never move the population."""
-    out = run_on_devices(8, "cma_es,open_es_mirrored,sweep,hlo,hlo_mirrored")
-    assert set(out) >= {"cma_es", "open_es_mirrored", "sweep"}
+    out = run_on_devices(8, "cma_es,sep_cma_es,open_es_mirrored,sweep,hlo,hlo_mirrored")
+    assert set(out) >= {"cma_es", "sep_cma_es", "open_es_mirrored", "sweep"}
     _check_equal(out, 8)
     assert "popsize=12 is not divisible by the 8 devices" in out["indivisible"]
     hlo = out["hlo_cma"]
@@ -182,6 +187,10 @@ def test_sharded_cma_es_open_es_and_sweep_equal_one_device_on_8_devices():
     assert "f64[16]" in _shapes(hlo, "all-gather")
     assert any("f64[6,6]" in s for s in _shapes(hlo, "all-reduce"))
     assert not _shapes(hlo, "all-to-all") and not _shapes(hlo, "collective-permute")
+    # sep-CMA-ES weights the rows where they lie too: only its 16 fitness values move
+    sep = out["hlo_sep"]
+    _no_population_gathered(sep, 16, 6)
+    assert "f64[16]" in _shapes(sep, "all-gather")
     # Mirrored OpenAI-ES (its default, λ = 64 over 8 devices): each device holds its pairs
     # (e, -e) on neighbouring rows, so no noise crosses devices; the 64 fitness values do
     mirrored = out["hlo_open_es_mirrored"]

@@ -246,9 +246,12 @@ def sep_cma_es(
         population, _, order, f_sorted = shaping.rank_population(
             population, fitness, state.mean, p.popsize
         )
-        y = (population[order] - state.mean[None, :]) / state.sigma  # Eq. (39)
+        # Rows stay where they were sampled, each with the weight of its rank, as in
+        # cma_es: a population split over devices is never permuted or gathered.
+        y = (population - state.mean[None, :]) / state.sigma  # Eq. (39)
         w = jnp.maximum(p.weights, 0.0)
-        y_w = w @ y  # Eq. (41)
+        w_row = jnp.zeros_like(w).at[order].set(w)
+        y_w = w_row @ y  # Eq. (41)
         paths = cumulate(
             p,
             p_sigma=state.p_sigma,
@@ -262,7 +265,7 @@ def sep_cma_es(
         )
         delta_h = (1 - paths.h_sigma) * p.c_c * (2 - p.c_c)
         decay = 1 + p.c1 * delta_h - p.c1 - p.c_mu * jnp.sum(w)
-        C = decay * state.C + p.c1 * paths.p_c**2 + p.c_mu * (w @ y**2)  # Eq. (47), diagonal
+        C = decay * state.C + p.c1 * paths.p_c**2 + p.c_mu * (w_row @ y**2)  # Eq. (47), diagonal
         mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
         # Keep every coordinate's step resolvable at the new mean: a step below eps |m_i|
         # rounds to y_i = 0, which shrinks p_sigma, sigma and C_i further (until 0/0).
@@ -275,7 +278,9 @@ def sep_cma_es(
             p_c=paths.p_c,
             C=C,
             params=p,
-            **progress.next_progress(state, population[order[0]], f_sorted, p.popsize),
+            **progress.next_progress(
+                state, shaping.select_row(population, order[0]), f_sorted, p.popsize
+            ),
         )
 
     def summary(state: SepCMAState) -> termination.DistributionSummary:
