@@ -137,11 +137,6 @@ class RecordingKeywords:
         None, "a path written by checkpoint: continue that run bit for bit, same settings"
     )
 
-    @property
-    def segmented(self) -> bool:
-        """Whether the run goes segment by segment (a progress bar, checkpoints, a resume)."""
-        return self.progress or self.checkpoint is not None or self.resume is not None
-
     def segments(self) -> dict[str, Any]:
         """The keywords of `evojax_cma.run.segments.run_in_segments` (all but history)."""
         return {k: v for k, v in keyword_items(self).items() if k != "history"}
@@ -154,6 +149,12 @@ class Takes:
     group: type
     names: tuple[str, ...]
     defaults: tuple[tuple[str, Any], ...] = ()
+
+    def fields(self) -> list[tuple[str, Any, dataclasses.Field[Any]]]:
+        """``(name, default, field)`` of each field taken, with the driver's defaults."""
+        declared = {f.name: f for f in dataclasses.fields(self.group)}
+        defaults = dict(self.defaults)
+        return [(n, defaults.get(n, declared[n].default), declared[n]) for n in self.names]
 
 
 def takes(group: type, *names: str, without: tuple[str, ...] = (), **defaults: Any) -> Takes:
@@ -213,11 +214,7 @@ def driver(**groups: type | Takes) -> Callable[[Callable[..., R]], Callable[...,
         rest = [p for p in own if p.kind is inspect.Parameter.VAR_KEYWORD]
         fields: list[inspect.Parameter] = []
         for use in uses.values():
-            declared = {f.name: f for f in dataclasses.fields(use.group)}
-            defaults = dict(use.defaults)
-            for name in use.names:
-                f = declared[name]
-                default = defaults.get(name, f.default)
+            for name, default, f in use.fields():
                 fields.append(inspect.Parameter(name, _KEYWORD, default=default, annotation=f.type))
         public = [p for p in own if p not in rest] + fields + rest
         built = {name: dict(use.defaults) for name, use in uses.items()}
@@ -247,12 +244,9 @@ def _keywords_doc(uses: dict[str, Takes]) -> str:
     """The shared keywords' meanings, appended to a driver's docstring for ``help``."""
     lines = ["", "", "Shared keywords (`evojax_cma.run.keywords`; name, default, meaning):"]
     for use in uses.values():
-        declared = {f.name: f for f in dataclasses.fields(use.group)}
-        defaults = dict(use.defaults)
         lines.append(f"  {use.group.__name__}:")
-        for name in use.names:
-            default = defaults.get(name, declared[name].default)
-            line = f"{name}={default!r}: {declared[name].metadata['doc']}."
+        for name, default, f in use.fields():
+            line = f"{name}={default!r}: {f.metadata['doc']}."
             lines.append(textwrap.fill(line, 92, initial_indent="    ", subsequent_indent=" " * 6))
     return "\n".join(lines) + "\n"
 

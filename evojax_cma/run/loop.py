@@ -105,7 +105,6 @@ class Negated:
 
 
 _STATIC = ("strategy", "pipeline", "problem", "chunked", "record", "tested")
-_ALL_GENERATIONS = 2**31 - 1
 
 
 @partial(jax.jit, static_argnames=("strategy", "pipeline", "record", "tested"))
@@ -297,12 +296,11 @@ def minimize(
     check_sigma0(sigma0, dtype)
     rows = strategy.chunk_size if chunked and strategy.chunk_size else strategy.popsize
     objective, pipeline = problem_and_pipeline(strategy, fn, x0, problem, rows=rows, data=data)
-    e = evaluation
     tested = evaluation_spec(
-        e.evaluate,
-        e.evaluate_every,
-        e.evaluate_on,
-        e.evaluate_maximize,
+        evaluation.evaluate,
+        evaluation.evaluate_every,
+        evaluation.evaluate_on,
+        evaluation.evaluate_maximize,
         keyed=problem.keyed,
         data=data,
         num_dims=strategy.num_dims,
@@ -336,16 +334,14 @@ def minimize(
     key, x0, sigma0, params, options = replicate(sharding, (key, x0, sigma0, params, options))
     carry = _start(strategy, pipeline, record, tested, key, x0, sigma0, params, options)
     static = (strategy, pipeline, objective, bool(chunked), record, tested)
-    if not recording.segmented:
-        carry = _advance(*static, carry, options, _ALL_GENERATIONS, data, None)
-    else:
-        carry = run_in_segments(
-            lambda c, until, report: _advance(*static, c, options, until, data, report),
-            carry,
-            **recording.segments(),
-            metadata={"strategy": strategy.name, "num_dims": strategy.num_dims},
-            after_load=lambda c: c._replace(flags=_stop_flags(strategy, c.state, options)),
-        )
+    # One call to the end unless a bar, a checkpoint or a resume asks for segments.
+    carry = run_in_segments(
+        lambda c, until, report: _advance(*static, c, options, until, data, report),
+        carry,
+        **recording.segments(),
+        metadata={"strategy": strategy.name, "num_dims": strategy.num_dims},
+        after_load=lambda c: c._replace(flags=_stop_flags(strategy, c.state, options)),
+    )
     best_f = -carry.best.f if maximize else carry.best.f
     return RunResult(
         carry.state, carry.flags, carry.best.x, best_f, carry.history, carry.evaluations

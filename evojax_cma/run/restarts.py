@@ -378,8 +378,9 @@ def minimize_restarts(
     check_options("termination option(s)", options, frozenset(termination.CRITERIA))
     for name, value in options.items():
         termination.check_stop_option(name, value)
-    plan = schedule
-    config = restart_config(n, popsize, plan.restarts, plan.incpopsize, plan.bipop, max_popsize)
+    config = restart_config(
+        n, popsize, schedule.restarts, schedule.incpopsize, schedule.bipop, max_popsize
+    )
     strategy: Strategy = cma_es(
         n, config.popsize, max_popsize=config.max_popsize, preset=preset, active=active
     )
