@@ -68,6 +68,7 @@ from evojax_cma.strategies.cma_family import (
     finalize_negative_weights,
     params_schema,
     positive_mueff,
+    ranked_steps,
 )
 
 PRESETS = ("pycma", "tutorial")
@@ -299,15 +300,10 @@ def _tell(setup: _Setup, state: CMAState, population: Any, fitness: Any) -> CMAS
     validation.check_state("cma_es.tell", state, CMAState, CMAParams)
     validation.check_population("population", population, (cap, n))
     p = state.params
-    # Rows from params.popsize on are padding: they rank after all others (weight 0).
-    population, _, order, f_sorted = shaping.rank_population(
-        population, fitness, state.mean, p.popsize
+    population, order, f_sorted, y, w_row = ranked_steps(
+        population, fitness, state.mean, state.sigma, p
     )
-    # Rows stay where they were sampled, each with the weight of its rank (a population
-    # split over devices is never permuted or gathered; `evojax_cma.sharding`).
-    y = (population - state.mean[None, :]) / state.sigma  # Eq. (39)
     w = p.weights
-    w_row = jnp.zeros_like(w).at[order].set(w)
     y_w = jnp.maximum(w_row, 0.0) @ y  # Eq. (41)
     mean = state.mean + p.c_m * state.sigma * y_w  # Eq. (42)
 

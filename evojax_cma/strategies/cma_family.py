@@ -31,7 +31,7 @@ import numpy as np
 from jax import Array
 
 from evojax_cma.core import hyperparams, validation
-from evojax_cma.core.shaping import cma_raw_weights, mueff_of
+from evojax_cma.core.shaping import cma_raw_weights, mueff_of, rank_population
 from evojax_cma.core.validation import Range, field
 
 
@@ -228,6 +228,27 @@ class Paths(NamedTuple):
     sigma: Array
 
 
+def ranked_steps(
+    population: Array, fitness: Array, mean: Array, sigma: Array, params: CMAParams
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Rank an evaluated population and weight each row by its rank (Eqs. 39, 49).
+
+    Rows from ``params.popsize`` on are padding: they rank after all others (weight 0).
+    Rows stay where they were sampled, each with the weight of its rank, so a population
+    split over devices is never permuted or gathered (`evojax_cma.sharding`).
+
+    Returns:
+      ``(population, order, f_sorted, y, w_row)``: the population as ranked (non-finite
+      rows replaced, `evojax_cma.core.shaping.rank_population`), the rows best first,
+      their fitness values, the steps ``y = (x - m) / σ`` per row (Eq. 39) and
+      ``w_row[i]``, the weight of row ``i``'s rank.
+    """
+    population, _, order, f_sorted = rank_population(population, fitness, mean, params.popsize)
+    y = (population - mean[None, :]) / sigma  # Eq. (39)
+    w_row = jnp.zeros_like(params.weights).at[order].set(params.weights)
+    return population, order, f_sorted, y, w_row
+
+
 def cumulate(
     params: Any,
     *,
@@ -277,6 +298,7 @@ def cumulate(
 
 
 __all__ = [
+    "ranked_steps",
     "CMA_RANGES",
     "CMAParams",
     "H_SIGMA_RULES",

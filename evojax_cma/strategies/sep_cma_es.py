@@ -61,6 +61,7 @@ from evojax_cma.strategies.cma_family import (
     mueff_of,
     params_schema,
     positive_mueff,
+    ranked_steps,
 )
 
 SEP_PRESETS = ("ros_hansen", "cmaes")
@@ -243,14 +244,10 @@ def sep_cma_es(
         validation.check_state("sep_cma_es.tell", state, SepCMAState, CMAParams)
         validation.check_population("population", population, (cap, n))
         p = state.params
-        population, _, order, f_sorted = shaping.rank_population(
-            population, fitness, state.mean, p.popsize
+        population, order, f_sorted, y, w_row = ranked_steps(
+            population, fitness, state.mean, state.sigma, p
         )
-        # Rows stay where they were sampled, each with the weight of its rank, as in
-        # cma_es: a population split over devices is never permuted or gathered.
-        y = (population - state.mean[None, :]) / state.sigma  # Eq. (39)
-        w = jnp.maximum(p.weights, 0.0)
-        w_row = jnp.zeros_like(w).at[order].set(w)
+        w, w_row = jnp.maximum(p.weights, 0.0), jnp.maximum(w_row, 0.0)  # no active update
         y_w = w_row @ y  # Eq. (41)
         paths = cumulate(
             p,
