@@ -32,12 +32,13 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from evojax_cma.core import prng
 from evojax_cma.core.types import Strategy
 
 
 @partial(jax.jit, static_argnames="strategy")
 def _ask(strategy: Strategy, key: Array, state: Any) -> tuple[Array, Array, Any]:
-    key, k = jax.random.split(key)
+    key, k = prng.split(key)
     population, state = strategy.ask(k, state)
     return key, population, state
 
@@ -56,7 +57,7 @@ class _Solver:
         n = strategy.num_dims
         x0 = jnp.zeros(n) if x0 is None else jnp.asarray(x0)
         key = jax.random.key(int(seed))
-        key, k_init = jax.random.split(key)
+        key, k_init = prng.split(key)
         self.strategy = strategy
         self.pop_size = strategy.popsize
         self._key = key

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from evojax_cma.core import prng
 from evojax_cma.core.termination import StopOptions, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import check_int, check_sigma0, state_dtype
@@ -134,7 +135,7 @@ def _run_one(
         setup.strategy, setup.fn, None, ProblemKeywords(**given), data=data
     )
     x = pipeline.decode(res.state.mean)[None]
-    keys = fitness_keys(problem, jax.random.fold_in(key, 1), 1)
+    keys = fitness_keys(problem, prng.fold_in(key, 1), 1)
     return res, objective_values(problem, x, keys, data)[0]
 
 

@@ -66,7 +66,7 @@ import numpy as np
 import optax
 from jax import Array, lax
 
-from evojax_cma.core import hyperparams, shaping, validation
+from evojax_cma.core import hyperparams, prng, shaping, validation
 from evojax_cma.core.validation import check_options, check_overrides, is_concrete, real_number
 
 Shaping = Callable[[Array], Array]
@@ -117,13 +117,14 @@ class Perturbation(NamedTuple):
 
     def sample(self, key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
         """Standardised draws of `shape` (Gaussian: ``jax.random.normal`` exactly)."""
+        key = prng.sampling_key(key)
         if self.name == "laplace":
             return jax.random.laplace(key, shape, dtype) * math.sqrt(0.5)
         if self.name == "student_t":
             assert self.df is not None
             scale = math.sqrt((self.df - 2.0) / self.df)
             return jax.random.t(key, self.df, shape, dtype) * scale
-        return jax.random.normal(key, shape, dtype)
+        return prng.normal(key, shape, dtype)
 
     def score(self, eps: Array) -> Array:
         r"""ψ(ε) = -d log q / dε, elementwise: σ ∇_m log p (see the module docstring)."""
@@ -197,7 +198,7 @@ def noise_chunk(plan: NoisePlan, key: Array, index: Array, dtype: Any) -> Array:
     Antithetic: ``e_0, -e_0, e_1, -e_1, ...`` (pairs on neighbouring rows, see the module
     docstring).
     """
-    k = jax.random.fold_in(key, index)
+    k = prng.fold_in(key, index)
     if plan.antithetic:
         e = plan.perturbation.sample(k, (plan.chunk_size // 2, plan.num_dims), dtype)
         return jnp.stack([e, -e], axis=1).reshape(plan.chunk_size, plan.num_dims)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
+from evojax_cma.core import prng
+
 
 def sphere(x: Array) -> Array:
     """Sum of squares."""
@@ -88,9 +90,7 @@ HANSEN_SUITE = {
 
 def random_rotation(key: Array, num_dims: int, dtype=None) -> Array:
     """A Haar-random orthogonal ``(n, n)`` matrix (QR of a Gaussian matrix, signs fixed)."""
-    import jax
-
-    a = jax.random.normal(key, (num_dims, num_dims), dtype or jnp.result_type(float))
+    a = prng.normal(key, (num_dims, num_dims), dtype or jnp.result_type(float))
     q, r = jnp.linalg.qr(a)
     return q * jnp.sign(jnp.diag(r))[None, :]
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from evojax_cma.core import prng
 from evojax_cma.core.validation import check_int
 from evojax_cma.run.arguments import check_objective
 
@@ -171,7 +172,7 @@ def evaluate_if_due(
     carry only. Without ``vmap`` nothing is computed when not due (``lax.cond``).
     """
     now = due(spec, ev, generation)
-    k = jax.random.fold_in(key, _KEY_STREAM)
+    k = prng.fold_in(key, _KEY_STREAM)
     s = jax.lax.cond(now, lambda: score(spec, x, k, data), lambda: jnp.asarray(jnp.nan, x.dtype))
     row = ev.count % CAPACITY
     better = (s > ev.best_score) if spec.maximize else (s < ev.best_score)

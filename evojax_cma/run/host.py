@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evojax_cma.core import prng
 from evojax_cma.core.termination import STOP_NAMES, stop_reasons
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
@@ -196,7 +197,7 @@ def _fmin(fn, x0, sigma0, options, problem, schedule, recording, bar, *, executo
         draw_x0 = x0
     else:
         draw_x0 = lambda key: x0  # noqa: E731
-    key, k_x0 = jax.random.split(key)
+    key, k_x0 = prng.split(key)
     resume_file = resume if host_files.is_path(resume) else None
     if resume is None:
         x_first = as_x0(draw_x0(k_x0))
@@ -276,7 +277,7 @@ def _fmin(fn, x0, sigma0, options, problem, schedule, recording, bar, *, executo
         if run is None:
             outer = (settings, key, schedule, factor, maxiter_cap)
             before = FminCheckpoint(*outer, best, tuple(history), None, state, recorded)
-            key, k_run, k_plan, k_x0 = jax.random.split(key, 4)
+            key, k_run, k_plan, k_x0 = prng.split(key, 4)
             if start is None:
                 start = restart_x0(draw_x0, k_x0, n, partial(fail, checkpoint=before))
             genotype = initial_genotype(pipeline, start)

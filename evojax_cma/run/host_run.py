@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evojax_cma.core import prng
 from evojax_cma.core.types import Strategy, strategy_metrics
 from evojax_cma.history import metrics, record
 from evojax_cma.run import step
@@ -130,7 +131,7 @@ class HostRun(NamedTuple):
             before, best_before = RunCheckpoint(key, run.plan_key, state, tstates), best
             if self.on_generation is not None:
                 self.on_generation(before, best, history, recorded)
-            key, k_gen = jax.random.split(key)
+            key, k_gen = prng.split(key)
             try:
                 state, tstates, best, F = self._generation(k_gen, state, tstates, best)
             except EvaluationError as error:
@@ -185,7 +186,7 @@ class HostRun(NamedTuple):
         )
         if step.noise_handler_of(pipeline) is not None:
             F2, G2, index, valid = self._reevaluate(
-                jax.random.fold_in(k_gen, 2), state, population, outs, repeats
+                prng.fold_in(k_gen, 2), state, population, outs, repeats
             )
             state, tstates = adapt_to_reevaluation(
                 strategy,

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
+from evojax_cma.core import prng
 from evojax_cma.core.termination import StopOptions, only_maxiter
 from evojax_cma.core.types import CHUNKED, Strategy
 from evojax_cma.core.validation import (
@@ -155,7 +156,7 @@ def _generations(
 
     def generations_until(bound: Any) -> Callable[[Carry], Carry]:
         def body(c: Carry) -> Carry:
-            key, k_gen = jax.random.split(c.key)
+            key, k_gen = prng.split(c.key)
             state, tstates, best, F = generation(
                 strategy,
                 pipeline,

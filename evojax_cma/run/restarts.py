@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from evojax_cma.core import progress, termination
+from evojax_cma.core import prng, progress, termination
 from evojax_cma.core.types import Strategy
 from evojax_cma.core.validation import (
     any_traced,
@@ -126,7 +126,7 @@ def _start_run(strategy, pipeline, x0_fn, config, key, x0, sigma0, overrides, pl
     schedule, sigma_factor, maxiter_cap = plan
     n = strategy.num_dims
     dtype = _dtype(x0_fn, x0)
-    k_x0, k_init = jax.random.split(key)
+    k_x0, k_init = prng.split(key)
     start_x = x0 if x0_fn is None else initial_genotype(pipeline, x0_fn(k_x0))
     params = strategy.default_params(schedule.popsize)
     state = strategy.init(k_init, jnp.asarray(start_x, dtype), sigma0 * sigma_factor, params)
@@ -140,7 +140,7 @@ def _dtype(x0_fn, x0):
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _start(strategy, pipeline, x0_fn, config, record, key, x0, sigma0, overrides):
-    key, k_start, n = *jax.random.split(key), strategy.num_dims
+    key, k_start, n = *prng.split(key), strategy.num_dims
     schedule = first_run(config)
     run = (strategy, pipeline, x0_fn, config, k_start, x0, sigma0, overrides)
     state, opts, tstates = _start_run(*run, (schedule, 1.0, jnp.inf))
@@ -180,7 +180,7 @@ def _generations(
         return ~c.done & (c.generation < until)
 
     def body(c: RestartCarry) -> RestartCarry:
-        key, k_ask, k_plan, k_start = jax.random.split(c.key, 4)
+        key, k_ask, k_plan, k_start = prng.split(c.key, 4)
         running = ~c.done & (c.generation < until)  # for batched loops
         state, tstates, best, F = generation(
             strategy, pipeline, problem, k_ask, c.state, c.tstates, c.best, running=running

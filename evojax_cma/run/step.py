@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
-from evojax_cma.core import types
+from evojax_cma.core import prng, types
 from evojax_cma.core.shaping import fitness_in, select_row
 from evojax_cma.transforms.base import Evaluated, Pipeline, distribution
 from evojax_cma.transforms.noise import NoiseHandler
@@ -103,7 +103,7 @@ def population_fitness(
         return fn(points, *args) if key is None else fn(points, *args, key)
     if key is None:
         return jax.vmap(lambda x: fn(x, *args))(points)
-    keys = jax.random.split(key, points.shape[0]) if key.ndim == 0 else key
+    keys = prng.split(key, points.shape[0]) if key.ndim == 0 else key
     return jax.vmap(lambda x, k: fn(x, *args, k))(points, keys)
 
 
@@ -118,15 +118,15 @@ def fitness_keys(problem: Problem, key: Array, rows: int) -> Array | None:
     if not problem.keyed:
         return None
     R = problem.n_repeats
-    shared = key[None] if R == 1 else jax.random.split(key, R)
+    shared = key[None] if R == 1 else prng.split(key, R)
     if problem.batched:
         return shared
     if problem.common_keys:
         return jnp.broadcast_to(shared[:, None], (R, rows))
-    members = jax.random.split(key, rows)
+    members = prng.split(key, rows)
     if R == 1:
         return members[None]
-    return jnp.swapaxes(jax.vmap(jax.random.split, in_axes=(0, None))(members, R), 0, 1)
+    return jnp.swapaxes(jax.vmap(prng.split, in_axes=(0, None))(members, R), 0, 1)
 
 
 def objective_values(
@@ -173,7 +173,7 @@ def evaluate(
     else:
 
         def one(k, values):
-            keys = fitness_keys(problem, jax.random.fold_in(key, k), rows)
+            keys = fitness_keys(problem, prng.fold_in(key, k), rows)
             return values.at[k].set(objective_values(problem, points, keys, data))
 
         values = jnp.full((max_repeats, points.shape[0]), jnp.nan, points.dtype)
@@ -342,7 +342,7 @@ def chunked_fitness(
         index, chunk_keys = xs
         points = ask_chunk(key, state, index)
         if problem.keyed and problem.batched:
-            sub = f_key if problem.common_keys else jax.random.fold_in(f_key, index)
+            sub = f_key if problem.common_keys else prng.fold_in(f_key, index)
             chunk_keys = fitness_keys(problem, sub, chunk_size)
         points = points if decode is None else decode(points)
         return objective_values(problem, points, chunk_keys, data)
@@ -381,7 +381,7 @@ def generation(
             key,
             state,
             decode=pipeline.decode,
-            fitness_key=jax.random.fold_in(key, 1),
+            fitness_key=prng.fold_in(key, 1),
             data=data,
         )
         assert strategy.tell_keyed is not None
@@ -393,15 +393,15 @@ def generation(
         population, state, stages = propose(strategy, pipeline, key, state, running)
         repeats = repeats_now(pipeline, tstates)
         top = max_repeats(pipeline)
-        F, G = evaluate(problem, stages[-1], jax.random.fold_in(key, 1), repeats, top, data)
+        F, G = evaluate(problem, stages[-1], prng.fold_in(key, 1), repeats, top, data)
         state, tstates, outs, best = incorporate(
             strategy, pipeline, state, tstates, population, stages, F, G, best
         )
         if noise_handler_of(pipeline) is not None:
             index, valid, again = reevaluation_points(
-                strategy, pipeline, jax.random.fold_in(key, 2), state, population, outs
+                strategy, pipeline, prng.fold_in(key, 2), state, population, outs
             )
-            F2, G2 = evaluate(problem, again, jax.random.fold_in(key, 3), repeats, top, data)
+            F2, G2 = evaluate(problem, again, prng.fold_in(key, 3), repeats, top, data)
             state, tstates = adapt_to_reevaluation(
                 strategy, pipeline, state, tstates, outs, F2, G2, index, valid, repeats
             )

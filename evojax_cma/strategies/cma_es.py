@@ -51,12 +51,11 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import hyperparams, progress, shaping, termination, validation
+from evojax_cma.core import hyperparams, prng, progress, shaping, termination, validation
 from evojax_cma.core.linalg import refresh_eigensystem
 from evojax_cma.core.types import COVARIANCE, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
@@ -285,7 +284,7 @@ def _ask(
     need = need & jnp.asarray(running, bool)
     C, B, D = refresh_eigensystem(need, state.C, state.B, state.D)
     state = state._replace(C=C, B=B, D=D, eigen_generation=jnp.where(need, g, g_eig))
-    z = jax.random.normal(key, (setup.capacity, setup.num_dims), state.mean.dtype)
+    z = prng.normal(key, (setup.capacity, setup.num_dims), state.mean.dtype)
     population = state.mean[None, :] + state.sigma * ((z * D[None, :]) @ B.T)
     return population, state
 

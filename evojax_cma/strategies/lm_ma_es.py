@@ -28,12 +28,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from evojax_cma.core import hyperparams, progress, shaping, termination, validation
+from evojax_cma.core import hyperparams, prng, progress, shaping, termination, validation
 from evojax_cma.core.types import WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import cma_raw_weights, default_popsize
 
@@ -171,7 +170,7 @@ def lm_ma_es(
         del running
         validation.check_key(key)
         validation.check_state("lm_ma_es.ask", state, LMMAState, LMMAParams)
-        z = jax.random.normal(key, (lam, n), state.mean.dtype)
+        z = prng.normal(key, (lam, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * chain(state, z, inverse=False), state
 
     def tell(state: LMMAState, population: Any, fitness: Any) -> LMMAState:

@@ -45,12 +45,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import progress, shaping, termination, validation
+from evojax_cma.core import prng, progress, shaping, termination, validation
 from evojax_cma.core.types import DIAGONAL, MASKED_POPSIZE, WEIGHTED, Strategy, build_strategy
 from evojax_cma.strategies.cma_family import (
     SEP_RANGES,
@@ -232,7 +231,7 @@ def sep_cma_es(
         del running  # nothing is amortised here
         validation.check_key(key)
         validation.check_state("sep_cma_es.ask", state, SepCMAState, CMAParams)
-        z = jax.random.normal(key, (cap, n), state.mean.dtype)
+        z = prng.normal(key, (cap, n), state.mean.dtype)
         return state.mean[None, :] + state.sigma * (z * jnp.sqrt(state.C)[None, :]), state
 
     def tell(state: SepCMAState, population: Any, fitness: Any) -> SepCMAState:

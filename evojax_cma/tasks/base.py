@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from evojax_cma.core import prng
 from evojax_cma.pytree import OnPytree, ParamSpec, on_pytree, param_spec
 
 
@@ -226,10 +227,10 @@ def mlp_init(key: Array, sizes: Sequence[int], dtype: Any = "float32") -> dict[s
     Returns:
       A dict ``{"w0": (sizes[0], sizes[1]), "b0": (sizes[1],), "w1": ..., ...}``.
     """
-    keys = jax.random.split(key, len(sizes) - 1)
+    keys = prng.split(key, len(sizes) - 1)
     params: dict[str, Array] = {}
     for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True)):
-        w = jax.random.normal(k, (fan_in, fan_out), dtype) / math.sqrt(fan_in)
+        w = prng.normal(k, (fan_in, fan_out), dtype) / math.sqrt(fan_in)
         params[f"w{i}"] = w
         params[f"b{i}"] = jnp.zeros((fan_out,), dtype)
     return params

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from evojax_cma.core import prng
 from evojax_cma.tasks.base import check_dtype, check_hidden, mlp_apply, mlp_init, require
 
 ENV_NAMES = (
@@ -134,7 +135,7 @@ class GymnaxControl:
     def episode_return(self, params: dict[str, Array], key: Array) -> Array:
         """The undiscounted return of one episode from the reset drawn with `key`."""
         env, env_params = self.env()
-        k_reset, k_steps = jax.random.split(key)
+        k_reset, k_steps = prng.split(key)
         obs, state = env.reset(k_reset, env_params)
         dtype = jnp.dtype(self.dtype)
 
@@ -150,14 +151,14 @@ class GymnaxControl:
             alive = alive * (1 - jnp.asarray(done, dtype).reshape(()))
             return (obs, state, total, alive), None
 
-        keys = jax.random.split(k_steps, self.episode_length)
+        keys = prng.split(k_steps, self.episode_length)
         carry = (obs, state, jnp.zeros((), dtype), jnp.ones((), dtype))
         (_, _, total, _), _ = lax.scan(step, carry, keys)
         return total
 
     def mean_return(self, params: dict[str, Array], key: Array, n_episodes: int) -> Array:
         """The mean return over `n_episodes` episodes with keys split from `key`."""
-        keys = jax.random.split(key, n_episodes)
+        keys = prng.split(key, n_episodes)
         return jnp.mean(jax.vmap(self.episode_return, in_axes=(None, 0))(params, keys))
 
     def loss(self, params: dict[str, Array], key: Array) -> Array:

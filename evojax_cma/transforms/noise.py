@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from evojax_cma.core import types
+from evojax_cma.core import prng, types
 from evojax_cma.transforms.base import Distribution, Transform
 
 THETA = 0.5  # percentile/100 of the rank-change limits, doubled (pycma's theta)
@@ -94,9 +94,9 @@ class NoiseHandler(Transform):
         Each moves by ``epsilon sigma sqrt(diag C) z`` (pycma moves it by ``epsilon``
         times a full sample step of the updated distribution; epsilon is 1e-7 either way).
         """
-        k_index, k_move = jax.random.split(key)
+        k_index, k_move = prng.split(key)
         index, valid = reeval_indices(k_index, h, popsize, self)
-        z = jax.random.normal(k_move, (index.shape[0], genotypes.shape[1]), genotypes.dtype)
+        z = prng.normal(k_move, (index.shape[0], genotypes.shape[1]), genotypes.dtype)
         step = jnp.sqrt(dist.variances)[None, :] * z
         return index, valid, genotypes[index] + self.epsilon * step
 
