@@ -70,14 +70,35 @@ def draws_summed(draw, shape, gens):
     return run
 
 
-def race(rolled_call, unrolled_call, args, rounds):
-    """Median seconds of the two compiled calls on `args`, timed in alternation."""
-    return interleaved_times(
+def side_by_side(rolled_side, unrolled_side, args, units, rounds):
+    """Both compiled sides (``(call, compile s)``) timed in alternation on `args`.
+
+    Returns µs per unit (one draw, or one run-generation), compile seconds, and the ratio.
+    The two sides must compute the same numbers: checked first.
+    """
+    (c_jax, s_jax), (c_ours, s_ours) = rolled_side, unrolled_side
+    np.testing.assert_array_equal(c_jax(*args), c_ours(*args))
+    t = interleaved_times(
         dict(
-            rolled=lambda: jax.block_until_ready(rolled_call(*args)),
-            unrolled=lambda: jax.block_until_ready(unrolled_call(*args)),
+            rolled=lambda: jax.block_until_ready(c_jax(*args)),
+            unrolled=lambda: jax.block_until_ready(c_ours(*args)),
         ),
         rounds=rounds,
+    )
+    return dict(
+        us={k: v / units * 1e6 for k, v in t.items()},
+        compile_s=dict(rolled=s_jax, unrolled=s_ours),
+        unrolled_over_rolled=t["unrolled"] / t["rolled"],
+    )
+
+
+def report(label, timing):
+    us, s = timing["us"], timing["compile_s"]
+    print(
+        f"{label:34s} rolled {us['rolled']:8.2f} us  unrolled {us['unrolled']:8.2f} us  "
+        f"ratio {timing['unrolled_over_rolled']:.2f}  "
+        f"compile {s['rolled']:.2f}/{s['unrolled']:.2f} s",
+        flush=True,
     )
 
 
@@ -86,24 +107,15 @@ def sampler_rows(quick):
     for shape in [(10, 10), (17, 100), (64, 100), (1000, 10), (100, 1000)]:
         gens = max(20, (200 if quick else 2000) * 100 // max(100, shape[0] * shape[1] // 10))
         key = jax.random.key(0)
-        c_jax, s_jax = compiled(draws_summed(jax.random.normal, shape, gens), key)
-        c_ours, s_ours = compiled(draws_summed(prng.normal, shape, gens), key)
-        np.testing.assert_array_equal(c_jax(key), c_ours(key))  # the same draws
-        t = race(c_jax, c_ours, (key,), 5 if quick else 9)
-        row = dict(
-            shape=list(shape),
-            draws=gens,
-            us_per_draw={k: v / gens * 1e6 for k, v in t.items()},
-            compile_s=dict(rolled=s_jax, unrolled=s_ours),
-            unrolled_over_rolled=t["unrolled"] / t["rolled"],
+        timing = side_by_side(
+            compiled(draws_summed(jax.random.normal, shape, gens), key),
+            compiled(draws_summed(prng.normal, shape, gens), key),
+            (key,),
+            gens,
+            5 if quick else 9,
         )
-        rows.append(row)
-        print(
-            f"normal{shape!s:12} rolled {row['us_per_draw']['rolled']:8.2f} us  unrolled "
-            f"{row['us_per_draw']['unrolled']:8.2f} us  ratio {row['unrolled_over_rolled']:.2f}"
-            f"  compile {s_jax:.2f}/{s_ours:.2f} s",
-            flush=True,
-        )
+        rows.append(dict(shape=list(shape), draws=gens, per="draw", **timing))
+        report(f"normal{shape}", timing)
     return rows
 
 
@@ -126,28 +138,22 @@ def generation_rows(quick):
 
         keys = jax.random.split(jax.random.key(1), runs)
         fn = jax.vmap(one)
-        c_jax, s_jax = rolled(fn, keys)
-        c_ours, s_ours = compiled(fn, keys)
-        np.testing.assert_array_equal(c_jax(keys), c_ours(keys))  # the same runs
-        t = race(c_jax, c_ours, (keys,), 5 if quick else 9)
-        per = {k: v / gens / runs * 1e6 for k, v in t.items()}
-        row = dict(
-            strategy=kind,
-            n=n,
-            popsize=es.popsize,
-            runs=runs,
-            generations=gens,
-            us_per_run_generation=per,
-            compile_s=dict(rolled=s_jax, unrolled=s_ours),
-            unrolled_over_rolled=t["unrolled"] / t["rolled"],
+        rolled_side = rolled(fn, keys)  # first: `rolled` clears the caches after itself
+        timing = side_by_side(
+            rolled_side, compiled(fn, keys), (keys,), gens * runs, 5 if quick else 9
         )
-        rows.append(row)
-        print(
-            f"{kind} n={n} lam={es.popsize} runs={runs}: rolled {per['rolled']:8.2f}  unrolled "
-            f"{per['unrolled']:8.2f} us/run-gen  ratio {row['unrolled_over_rolled']:.2f}  "
-            f"compile {s_jax:.2f}/{s_ours:.2f} s",
-            flush=True,
+        rows.append(
+            dict(
+                strategy=kind,
+                n=n,
+                popsize=es.popsize,
+                runs=runs,
+                generations=gens,
+                per="run-generation",
+                **timing,
+            )
         )
+        report(f"{kind} n={n} lam={es.popsize} runs={runs}", timing)
     return rows
 
 
