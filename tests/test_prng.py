@@ -42,6 +42,17 @@ def test_split_and_fold_in_are_jax_random(num):
             np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_uniform_is_jax_random_uniform(shape):
+    for k in keys():
+        np.testing.assert_array_equal(prng.uniform(k, shape), jax.random.uniform(k, shape))
+        lo, hi = jnp.float32(-2.0), jnp.float32(3.0)
+        np.testing.assert_array_equal(
+            prng.uniform(k, shape, jnp.float32, lo, hi),
+            jax.random.uniform(k, shape, jnp.float32, lo, hi),
+        )
+
+
 def test_other_samplers_through_sampling_key():
     for k in keys():
         fast = prng.sampling_key(k)
@@ -72,6 +83,25 @@ def test_vmapped_keys():
     want = jax.vmap(lambda k: jax.random.split(k, 3))(ks)
     got = jax.vmap(lambda k: prng.split(k, 3))(ks)
     np.testing.assert_array_equal(jax.random.key_data(got), jax.random.key_data(want))
+
+
+def test_jax_key_policies_are_jax_random_s():
+    """Raw keys under ``jax_legacy_prng_key="error"``, and non-keys, fail as in jax.random."""
+    raw = jax.random.PRNGKey(0)
+    with jax.legacy_prng_key("error"):
+        for fn in (prng.split, lambda k: prng.normal(k, (2,)), lambda k: prng.fold_in(k, 1)):
+            with pytest.raises(ValueError, match="[Ll]egacy"):
+                fn(raw)
+    with pytest.raises(TypeError, match="unexpected PRNG key type"):
+        prng.split([0, 1])  # type: ignore[arg-type]
+
+
+def test_hash_functions_are_jitted():
+    """Called eagerly (the host loop splits its key every generation), the hash must run as
+    one compiled call, as JAX's own threefry functions do, not twenty rounds dispatched
+    one operation at a time."""
+    for fn in (prng._split, prng._fold_in, prng._random_bits):
+        assert hasattr(fn, "lower"), fn
 
 
 def test_other_implementations_pass_through():
@@ -112,4 +142,34 @@ def test_float64_and_legacy_mode_in_subprocesses():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_sharded_draws_are_hashed_shard_by_shard():
+    """On 4 forced host devices, a draw sharded by rows (or by columns) hashes only each
+    device's slice: the hash's xor runs on the per-device shape, nothing is gathered, and
+    the values equal the unsharded jax.random draw."""
+    code = textwrap.dedent(
+        """
+        import os, re
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+        import jax, numpy as np
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from evojax_cma.core import prng
+        mesh = Mesh(np.array(jax.devices()), ("d",))
+        key = jax.random.key(5)
+        for spec, local in ((P("d", None), "u32[4,64]"), (P(None, "d"), "u32[16,16]")):
+            place = NamedSharding(mesh, spec)
+            draw = lambda k: prng.normal(k, (16, 64))
+            fn = jax.jit(lambda k: jax.lax.with_sharding_constraint(draw(k), place))
+            hlo = fn.lower(key).compile().as_text()
+            xors = set(re.findall(r"(u32\\[[0-9,]*\\])\\{?[0-9,]*\\}? xor\\(", hlo))
+            assert xors - {"u32[]"} == {local}, (spec, xors)  # u32[]: the key schedule
+            assert "all-gather" not in hlo and "all-to-all" not in hlo, spec
+            np.testing.assert_array_equal(np.asarray(fn(key)), jax.random.normal(key, (16, 64)))
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "ok"

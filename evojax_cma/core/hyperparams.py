@@ -61,7 +61,7 @@ class Schema:
         dtype = jnp.result_type(float)
         params = self.cls(
             **{
-                k: jnp.asarray(v, jnp.int32 if k in self.integers else dtype)
+                k: validation.as_array(v, jnp.int32 if k in self.integers else dtype)
                 for k, v in values.items()
             }
         )

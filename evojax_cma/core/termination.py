@@ -172,10 +172,9 @@ def make_stop_options(
     dtype = dtype or jnp.result_type(float)
     fields = {}
     for name in CRITERIA:
-        if name.startswith("noeffect"):
-            fields[name] = jnp.asarray(values[name], dtype=bool)
-        else:
-            fields[name] = jnp.asarray(values[name], dtype=dtype)
+        fields[name] = validation.as_array(
+            values[name], bool if name.startswith("noeffect") else dtype
+        )
     return StopOptions(**fields)
 
 

@@ -24,6 +24,19 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, Tracer)
 
 
+def as_array(value: Any, dtype: Any) -> Any:
+    """`value` as an array of `dtype`: NumPy for host numbers, ``jnp.asarray`` otherwise.
+
+    Building a params or options pytree field by field with ``jnp.asarray`` dispatches one
+    conversion per field to the device (~30 µs each on CPU, a millisecond per ``minimize``
+    call over two such pytrees); NumPy's is ~0.2 µs, and jitted code takes either. Traced
+    values and arrays already on a device go through ``jnp.asarray``.
+    """
+    if isinstance(value, bool | int | float | np.ndarray | np.generic):
+        return np.asarray(value, dtype)
+    return jnp.asarray(value, dtype)
+
+
 def any_traced(*values: Any) -> bool:
     """True when some leaf of the pytrees `values` is a tracer (inside ``jit``/``vmap``)."""
     return any(not is_concrete(leaf) for leaf in tree_util.tree_leaves(values))

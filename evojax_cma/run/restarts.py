@@ -266,7 +266,7 @@ class UniformX0:
     def __call__(self, key: Array) -> Array:
         """A uniform point of the box."""
         lower = jnp.asarray(self.lower, jnp.result_type(float))
-        return jax.random.uniform(key, lower.shape, lower.dtype, lower, jnp.asarray(self.upper))
+        return prng.uniform(key, lower.shape, lower.dtype, lower, jnp.asarray(self.upper))
 
 
 def uniform_x0(lower: Any, upper: Any) -> UniformX0:

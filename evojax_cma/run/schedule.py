@@ -30,11 +30,10 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 
-from evojax_cma.core import termination
+from evojax_cma.core import prng, termination
 from evojax_cma.core.validation import MAX_ELEMENTS, check_int, check_rows
 from evojax_cma.strategies.cma_family import default_popsize
 
@@ -133,7 +132,7 @@ def plan_next_run(
     else:
         small = jnp.asarray(False)
     small_runs = schedule.small_runs + small.astype(jnp.int32)
-    u1, u2 = jax.random.uniform(key, (2,))
+    u1, u2 = prng.uniform(key, (2,))
     multiplier = config.incpopsize ** (runs - small_runs).astype(u1.dtype)
     lam_large = jnp.floor(config.popsize * multiplier + 1e-9)
     lam_small = jnp.floor(config.popsize * multiplier ** (u2**2) + 1e-9)

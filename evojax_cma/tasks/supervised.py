@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from jax import Array
 
+from evojax_cma.core import prng
 from evojax_cma.tasks.base import check_dtype, check_hidden, mlp_apply, mlp_init, require
 
 OBJECTIVES = ("cross_entropy", "zero_one")
@@ -106,6 +107,7 @@ class DigitsMLP:
         x_train, y_train, _, _ = self.data()
         x, y = jnp.asarray(x_train, self.dtype), jnp.asarray(y_train)
         if self.batch_size is not None and self.batch_size < len(y_train):
+            key = prng.sampling_key(key)
             rows = jax.random.choice(key, len(y_train), (self.batch_size,), replace=False)
             x, y = x[rows], y[rows]
         logits = self.logits(params, x)

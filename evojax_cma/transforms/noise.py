@@ -188,7 +188,7 @@ def reeval_indices(
     size = max_reevals(options, rows)
     expected = options.reevals if options.reevals is not None else 2 + popsize / 20
     count = jnp.floor(expected).astype(jnp.int32)
-    count = count + ((expected % 1) > jax.random.uniform(key)).astype(jnp.int32)
+    count = count + ((expected % 1) > prng.uniform(key)).astype(jnp.int32)
     count = jnp.minimum(count, popsize)
     first = count - count // 2
     j = jnp.arange(rows)
