@@ -67,6 +67,25 @@ def test_utilities_are_tie_safe():
     assert np.all(np.asarray(shaping.z_score(jnp.ones(4))) == 0.0)
 
 
+@pytest.mark.parametrize("size", [2, 7, 64, 256, 257, 1000])
+def test_midranks_are_scipy_average_ranks_on_both_paths(size, monkeypatch):
+    """Counted pairwise (up to PAIRWISE_MAX) or sorted (beyond), ties and non-finite values
+    give scipy's average ranks; both paths give the same integers."""
+    stats = pytest.importorskip("scipy.stats", reason="scipy is the reference ranking")
+    rng = np.random.default_rng(size)
+    f = rng.integers(0, max(2, size // 3), size).astype(np.float32)  # many ties
+    f[rng.integers(0, size, max(1, size // 10))] = np.nan
+    f[rng.integers(0, size, max(1, size // 20))] = np.inf
+    eff = np.where(np.isfinite(f), f, np.inf)
+    want = stats.rankdata(eff, method="average") - 1
+    np.testing.assert_array_equal(np.asarray(shaping.midranks(jnp.asarray(f))), want)
+    lo, hi = shaping.tie_bounds(jnp.asarray(f))
+    monkeypatch.setattr(shaping, "PAIRWISE_MAX", 0 if size <= 256 else 10**6)  # the other path
+    lo2, hi2 = shaping.tie_bounds(jnp.asarray(f))
+    np.testing.assert_array_equal(np.asarray(lo), np.asarray(lo2))
+    np.testing.assert_array_equal(np.asarray(hi), np.asarray(hi2))
+
+
 def test_plateau_gives_no_gradient_whatever_the_layout():
     # All-equal fitness: tie-safe utilities are all zero, so the mean must not move even
     # though the antithetic layout [e; -e] would turn index-ordered ranks into a push.

@@ -81,6 +81,9 @@ def refresh_eigensystem(need: Array, C: Array, B: Array, D: Array) -> tuple[Arra
     def refresh(operands):
         C, B, D = operands
         C2, B2, D2 = _decompose(C, D)
+        if jnp.ndim(need) == 0:  # this branch runs only when `need` holds: no select
+            new, old = (C2, B2, D2), (C, B, D)
+            return tuple(a.astype(jnp.result_type(a, b)) for a, b in zip(new, old, strict=True))
         m2 = need[..., None, None]
         return jnp.where(m2, C2, C), jnp.where(m2, B2, B), jnp.where(need[..., None], D2, D)
 

@@ -136,16 +136,37 @@ def ranks(fitness: Array) -> Array:
     )
 
 
+PAIRWISE_MAX = 256
+"""Up to this many values, `tie_bounds` counts pairwise (λ² comparisons in one fused
+kernel) rather than sorting and searching: XLA:CPU sorts 64 values in ~4 µs, and each
+binary search is a small loop. Centred ranks of 64 values took 5.1 µs sorted against
+0.9 µs counted (100 vmapped runs; 5.7 against 2.1 for one), the same at 256."""
+
+
+def tie_bounds(fitness: Array) -> tuple[Array, Array]:
+    """For each entry, how many effective values are below it, and how many at most it.
+
+    These are the left and right ``searchsorted`` positions of each entry among the sorted
+    effective values (`effective_fitness`): entry i's tie group occupies the sorted
+    positions ``lo[i] .. hi[i] - 1``. Counted pairwise up to `PAIRWISE_MAX` values (the
+    same integers, without a sort), sorted and searched beyond.
+    """
+    eff = effective_fitness(fitness)
+    if eff.shape[0] <= PAIRWISE_MAX:
+        lo = jnp.sum(eff[None, :] < eff[:, None], axis=1, dtype=jnp.int32)
+        hi = jnp.sum(eff[None, :] <= eff[:, None], axis=1, dtype=jnp.int32)
+        return lo, hi
+    s = jnp.sort(eff)
+    return jnp.searchsorted(s, eff, side="left"), jnp.searchsorted(s, eff, side="right")
+
+
 def midranks(fitness: Array) -> Array:
     """Rank of each entry (0 for the best) with tied values sharing their mean rank.
 
     Non-finite values are tied with each other, after every finite value. The midranks
     sum to ``λ(λ-1)/2`` whatever the ties.
     """
-    eff = effective_fitness(fitness)
-    s = jnp.sort(eff)
-    lo = jnp.searchsorted(s, eff, side="left")
-    hi = jnp.searchsorted(s, eff, side="right")
+    lo, hi = tie_bounds(fitness)
     return (lo + hi - 1).astype(jnp.result_type(float)) / 2
 
 
@@ -185,10 +206,7 @@ def cma_utilities(fitness: Array) -> Array:
     """
     n = fitness.shape[0]
     w = jnp.asarray(np.maximum(cma_raw_weights(n), 0.0), jnp.result_type(float))
-    eff = effective_fitness(fitness)
-    s = jnp.sort(eff)
-    lo = jnp.searchsorted(s, eff, side="left")
-    hi = jnp.searchsorted(s, eff, side="right")
+    lo, hi = tie_bounds(fitness)
     cum = jnp.concatenate([jnp.zeros(1, w.dtype), jnp.cumsum(w)])
     return -(cum[hi] - cum[lo]) / (hi - lo).astype(w.dtype)
 
