@@ -117,13 +117,12 @@ class Perturbation(NamedTuple):
 
     def sample(self, key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
         """Standardised draws of `shape` (Gaussian: ``jax.random.normal`` exactly)."""
-        key = prng.sampling_key(key)
         if self.name == "laplace":
-            return jax.random.laplace(key, shape, dtype) * math.sqrt(0.5)
+            return jax.random.laplace(prng.sampling_key(key), shape, dtype) * math.sqrt(0.5)
         if self.name == "student_t":
             assert self.df is not None
             scale = math.sqrt((self.df - 2.0) / self.df)
-            return jax.random.t(key, self.df, shape, dtype) * scale
+            return jax.random.t(prng.sampling_key(key), self.df, shape, dtype) * scale
         return prng.normal(key, shape, dtype)
 
     def score(self, eps: Array) -> Array:
